@@ -55,7 +55,10 @@ pub struct FaultyStorage {
 
 impl FaultyStorage {
     pub fn new(faults: Arc<Faults>) -> Self {
-        Self { inner: FsStorage, faults }
+        Self {
+            inner: FsStorage,
+            faults,
+        }
     }
 }
 
@@ -89,7 +92,9 @@ impl StorageFile for FaultyFile {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         if left >= 0 {
-            self.faults.space_left_bytes.fetch_sub(grows, Ordering::SeqCst);
+            self.faults
+                .space_left_bytes
+                .fetch_sub(grows, Ordering::SeqCst);
         }
         self.inner.write_all_at(buf, offset)
     }
@@ -121,7 +126,10 @@ impl Storage for FaultyStorage {
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         let inner = self.inner.open(path, mode)?;
-        Ok(Box::new(FaultyFile { inner, faults: self.faults.clone() }))
+        Ok(Box::new(FaultyFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)

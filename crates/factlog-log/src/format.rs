@@ -81,7 +81,10 @@ pub enum DecodeError {
 
 pub fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, DecodeError> {
     if b.len() < SEGMENT_HEADER_BYTES {
-        return Err(DecodeError::Truncated { needed: SEGMENT_HEADER_BYTES, available: b.len() });
+        return Err(DecodeError::Truncated {
+            needed: SEGMENT_HEADER_BYTES,
+            available: b.len(),
+        });
     }
     if b[0..8] != SEGMENT_MAGIC {
         return Err(DecodeError::BadMagic);
@@ -97,7 +100,10 @@ pub fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, DecodeError> {
     if usize::from(u16_at(b, 10)) != SEGMENT_HEADER_BYTES {
         return Err(DecodeError::InvalidField("segment header length".into()));
     }
-    Ok(SegmentHeader { segment_id: u32_at(b, 12), first_position: u64_at(b, 16) })
+    Ok(SegmentHeader {
+        segment_id: u32_at(b, 12),
+        first_position: u64_at(b, 16),
+    })
 }
 
 /// An event ready to be framed: everything the store has decided about it.
@@ -148,7 +154,10 @@ impl FrameInput<'_> {
 /// Appends the frame for `input` to `out`.
 pub fn encode_frame(input: &FrameInput<'_>, out: &mut Vec<u8>) {
     let len = input.encoded_len();
-    assert!(len <= FRAME_BYTES_MAX, "frame of {len} bytes passed the store's limits");
+    assert!(
+        len <= FRAME_BYTES_MAX,
+        "frame of {len} bytes passed the store's limits"
+    );
     assert!((1..=255).contains(&input.stream.len()));
     assert!((1..=255).contains(&input.event_type.len()));
     assert!((1..=255).contains(&input.content_type.len()));
@@ -192,7 +201,10 @@ pub struct Frame {
 /// The length a frame claims, from its first four bytes, checked against the fixed bounds.
 pub fn frame_len(b: &[u8]) -> Result<usize, DecodeError> {
     if b.len() < 4 {
-        return Err(DecodeError::Truncated { needed: 4, available: b.len() });
+        return Err(DecodeError::Truncated {
+            needed: 4,
+            available: b.len(),
+        });
     }
     let len = u32_at(b, 0) as usize;
     if !(FRAME_FIXED_BYTES..=FRAME_BYTES_MAX).contains(&len) {
@@ -206,7 +218,10 @@ pub fn frame_len(b: &[u8]) -> Result<usize, DecodeError> {
 pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
     let len = frame_len(b)?;
     if b.len() < len {
-        return Err(DecodeError::Truncated { needed: len, available: b.len() });
+        return Err(DecodeError::Truncated {
+            needed: len,
+            available: b.len(),
+        });
     }
     let stored = u32_at(b, 4);
     let computed = crc32c::crc32c(&b[8..len]);
@@ -218,7 +233,9 @@ pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
     }
     let flags = b[9];
     if flags & !FLAG_COMMIT != 0 {
-        return Err(DecodeError::InvalidField(format!("unknown flags {flags:#04x}")));
+        return Err(DecodeError::InvalidField(format!(
+            "unknown flags {flags:#04x}"
+        )));
     }
     let s = usize::from(u16_at(b, 10));
     let t = usize::from(u16_at(b, 12));
@@ -226,7 +243,9 @@ pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
     let m = u32_at(b, 60) as usize;
     let d = u32_at(b, 64) as usize;
     if FRAME_FIXED_BYTES + s + t + c + m + d != len {
-        return Err(DecodeError::InvalidField("field lengths do not add up to the frame length".into()));
+        return Err(DecodeError::InvalidField(
+            "field lengths do not add up to the frame length".into(),
+        ));
     }
     let mut at = FRAME_FIXED_BYTES;
     let mut field = |n: usize| {
@@ -236,7 +255,8 @@ pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
     };
     let (sr, tr, cr, mr, dr) = (field(s), field(t), field(c), field(m), field(d));
     let utf8 = |r: std::ops::Range<usize>, what: &str| {
-        std::str::from_utf8(&b[r]).map_err(|_| DecodeError::InvalidField(format!("{what} is not UTF-8")))
+        std::str::from_utf8(&b[r])
+            .map_err(|_| DecodeError::InvalidField(format!("{what} is not UTF-8")))
     };
     let stream = StreamName::new(utf8(sr, "stream name")?)
         .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
@@ -298,12 +318,24 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_checks() {
-        let h = SegmentHeader { segment_id: 3, first_position: 99 };
+        let h = SegmentHeader {
+            segment_id: 3,
+            first_position: 99,
+        };
         let mut b = encode_segment_header(&h);
         assert_eq!(decode_segment_header(&b), Ok(h));
         b[20] ^= 1;
-        assert!(matches!(decode_segment_header(&b), Err(DecodeError::Checksum { .. })));
-        assert_eq!(decode_segment_header(&[0; 10]).unwrap_err(), DecodeError::Truncated { needed: 64, available: 10 });
+        assert!(matches!(
+            decode_segment_header(&b),
+            Err(DecodeError::Checksum { .. })
+        ));
+        assert_eq!(
+            decode_segment_header(&[0; 10]).unwrap_err(),
+            DecodeError::Truncated {
+                needed: 64,
+                available: 10
+            }
+        );
     }
 
     #[test]
@@ -313,7 +345,10 @@ mod tests {
         for bit in 0..out.len() * 8 {
             let mut bad = out.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_frame(&Bytes::from(bad)).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                decode_frame(&Bytes::from(bad)).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

@@ -73,9 +73,15 @@ impl Index {
 
     /// Adds a frame that was just made durable. Frames must come in log order.
     pub fn add(&mut self, event: &IndexedEvent<'_>) {
-        debug_assert_eq!(event.position, self.end_position, "frames are indexed in order");
+        debug_assert_eq!(
+            event.position, self.end_position,
+            "frames are indexed in order"
+        );
         debug_assert!(event.loc >= self.end, "locations only grow");
-        let starts_segment = self.sparse.last().is_none_or(|e| e.loc.segment() != event.loc.segment());
+        let starts_segment = self
+            .sparse
+            .last()
+            .is_none_or(|e| e.loc.segment() != event.loc.segment());
         if starts_segment || self.bytes_since_sparse >= SPARSE_INTERVAL_BYTES {
             self.sparse.push(SparseEntry {
                 position: event.position,
@@ -92,8 +98,16 @@ impl Index {
             }
             None => {
                 debug_assert_eq!(event.version, 0);
-                *self.categories.entry(event.stream.category().to_owned()).or_default() += 1;
-                self.streams.insert(event.stream.clone(), StreamEntry { locs: vec![event.loc] });
+                *self
+                    .categories
+                    .entry(event.stream.category().to_owned())
+                    .or_default() += 1;
+                self.streams.insert(
+                    event.stream.clone(),
+                    StreamEntry {
+                        locs: vec![event.loc],
+                    },
+                );
             }
         }
         self.ids.insert(event.id, event.loc);
@@ -111,7 +125,10 @@ impl Index {
     /// The last sparse entry recorded at or before `t`, and the entry after it.
     pub fn sparse_around_time(&self, t: Timestamp) -> (Option<SparseEntry>, Option<SparseEntry>) {
         let i = self.sparse.partition_point(|e| e.recorded_at <= t);
-        (i.checked_sub(1).map(|i| self.sparse[i]), self.sparse.get(i).copied())
+        (
+            i.checked_sub(1).map(|i| self.sparse[i]),
+            self.sparse.get(i).copied(),
+        )
     }
 }
 

@@ -100,11 +100,17 @@ impl Options {
             return Err(format!("append_size_bytes_max must be 1..={window}"));
         }
         if self.event_size_bytes_max == 0 || self.event_size_bytes_max > FRAME_BYTES_MAX / 2 {
-            return Err(format!("event_size_bytes_max must be 1..={}", FRAME_BYTES_MAX / 2));
+            return Err(format!(
+                "event_size_bytes_max must be 1..={}",
+                FRAME_BYTES_MAX / 2
+            ));
         }
         let segment_min = 4096;
         if !(segment_min..=u64::from(u32::MAX)).contains(&self.segment_bytes_max) {
-            return Err(format!("segment_bytes_max must be {segment_min}..={}", u32::MAX));
+            return Err(format!(
+                "segment_bytes_max must be {segment_min}..={}",
+                u32::MAX
+            ));
         }
         if self.append_events_max == 0 || self.write_queue_appends_max == 0 {
             return Err("append_events_max and write_queue_appends_max must be at least 1".into());

@@ -21,9 +21,7 @@ use bytes::{Bytes, BytesMut};
 use factlog_store::{StreamName, Timestamp};
 use hashbrown::HashMap;
 
-use crate::format::{
-    self, FLAG_COMMIT, SEGMENT_HEADER_BYTES, SegmentHeader, UNSYNCED_BYTES_MAX,
-};
+use crate::format::{self, FLAG_COMMIT, SEGMENT_HEADER_BYTES, SegmentHeader, UNSYNCED_BYTES_MAX};
 use crate::index::{Index, IndexedEvent};
 use crate::options::{Options, Recovery};
 use crate::segment::{Loc, Segment, parse_segment_file_name, segment_file_name};
@@ -45,13 +43,22 @@ pub enum OpenError {
     #[error(
         "corrupt log: {file} at byte offset {offset}: {reason}; run `factlog verify`, or open with repair to cut the log there"
     )]
-    Corrupt { file: String, offset: u64, reason: String },
-    #[error("segment file {missing} is missing from {dir}; the log has a hole and cannot be opened")]
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "segment file {missing} is missing from {dir}; the log has a hole and cannot be opened"
+    )]
     MissingSegment { dir: String, missing: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
-    move |source| OpenError::Io { path: path.display().to_string(), source }
+    move |source| OpenError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Where the index came from on open.
@@ -126,7 +133,15 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
         let mut check = Index::new(Loc::new(last as u32, SEGMENT_HEADER_BYTES as u64));
         check.end_position = segments[last].first_position;
         let end = index.end.offset();
-        if let Err(bad) = scan_segment(ScanMode::ChecksumsOnly, &segments[last], SEGMENT_HEADER_BYTES as u64, &mut check, &mut report, |_| Ok(()), Some(end)) {
+        if let Err(bad) = scan_segment(
+            ScanMode::ChecksumsOnly,
+            &segments[last],
+            SEGMENT_HEADER_BYTES as u64,
+            &mut check,
+            &mut report,
+            |_| Ok(()),
+            Some(end),
+        ) {
             if options.recovery == Recovery::TruncateCorruption {
                 // Cut the log, drop the snapshot, and start again from a clean rebuild.
                 cut(storage, dir, &mut segments, last, bad.cut_at, &mut report)?;
@@ -144,7 +159,11 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
     let from_segment = index.end.segment() as usize;
     for seg_idx in from_segment..segments.len() {
         let seg = segments[seg_idx].clone();
-        let start = if seg_idx == from_segment { index.end.offset() } else { SEGMENT_HEADER_BYTES as u64 };
+        let start = if seg_idx == from_segment {
+            index.end.offset()
+        } else {
+            SEGMENT_HEADER_BYTES as u64
+        };
         if start == SEGMENT_HEADER_BYTES as u64 && seg.first_position != index.end_position {
             return Err(OpenError::Corrupt {
                 file: seg.display_path(),
@@ -156,20 +175,42 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
             });
         }
         let file_len = seg.file.len().map_err(io_err(&seg.path))?;
-        if let Err(bad) = scan_segment(ScanMode::Index, &seg, start, &mut index, &mut report, |_| Ok(()), None) {
+        if let Err(bad) = scan_segment(
+            ScanMode::Index,
+            &seg,
+            start,
+            &mut index,
+            &mut report,
+            |_| Ok(()),
+            None,
+        ) {
             let is_last = seg_idx == segments.len() - 1;
             if is_last && file_len.saturating_sub(bad.offset) <= UNSYNCED_BYTES_MAX {
                 tracing::warn!(
                     file = %seg.display_path(), offset = bad.cut_at, reason = %bad.reason,
                     dropped_bytes = file_len - bad.cut_at, "cutting a torn tail"
                 );
-                cut(storage, dir, &mut segments, seg_idx, bad.cut_at, &mut report)?;
+                cut(
+                    storage,
+                    dir,
+                    &mut segments,
+                    seg_idx,
+                    bad.cut_at,
+                    &mut report,
+                )?;
             } else if options.recovery == Recovery::TruncateCorruption {
                 tracing::error!(
                     file = %seg.display_path(), offset = bad.offset, reason = %bad.reason,
                     "REPAIR: cutting the log at corruption; everything after it is dropped"
                 );
-                cut(storage, dir, &mut segments, seg_idx, bad.cut_at, &mut report)?;
+                cut(
+                    storage,
+                    dir,
+                    &mut segments,
+                    seg_idx,
+                    bad.cut_at,
+                    &mut report,
+                )?;
                 let _ = storage.remove_file(&dir.join(SNAPSHOT_FILE));
                 break;
             } else {
@@ -177,7 +218,8 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
             }
         }
         let len = seg.file.len().map_err(io_err(&seg.path))?;
-        seg.published_len.store(len, std::sync::atomic::Ordering::Release);
+        seg.published_len
+            .store(len, std::sync::atomic::Ordering::Release);
         if seg_idx >= segments.len() - 1 {
             break;
         }
@@ -190,17 +232,24 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
     }
     for seg in &segments[..segments.len() - 1] {
         let len = seg.file.len().map_err(io_err(&seg.path))?;
-        seg.published_len.store(len, std::sync::atomic::Ordering::Release);
+        seg.published_len
+            .store(len, std::sync::atomic::Ordering::Release);
     }
     report.segments = segments.len() as u32;
     report.events = index.end_position;
     report.duration = started.elapsed();
-    Ok(Recovered { segments, index, report })
+    Ok(Recovered {
+        segments,
+        index,
+        report,
+    })
 }
 
 /// Whether a loaded snapshot describes a prefix of this log.
 fn snapshot_fits(index: &Index, segments: &[Arc<Segment>]) -> bool {
-    let Some(seg) = segments.get(index.end.segment() as usize) else { return false };
+    let Some(seg) = segments.get(index.end.segment() as usize) else {
+        return false;
+    };
     let len = seg.file.len().unwrap_or(0);
     index.end.offset() >= SEGMENT_HEADER_BYTES as u64
         && index.end.offset() <= len
@@ -224,7 +273,9 @@ fn cut(
     report.truncated_at.get_or_insert((seg.display_path(), at));
     for later in segments.drain(seg_idx + 1..) {
         report.truncated_bytes += later.file.len().unwrap_or(0);
-        storage.remove_file(&later.path).map_err(io_err(&later.path))?;
+        storage
+            .remove_file(&later.path)
+            .map_err(io_err(&later.path))?;
         report.removed_segments.push(later.display_path());
     }
     storage.sync_dir(dir).map_err(io_err(dir))
@@ -252,7 +303,9 @@ fn open_segments(
                 missing: segment_file_name(i as u32),
             });
         }
-        let file = storage.open(&path, OpenMode::ReadWrite).map_err(io_err(&path))?;
+        let file = storage
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(io_err(&path))?;
         let len = file.len().map_err(io_err(&path))?;
         let mut header = vec![0u8; SEGMENT_HEADER_BYTES.min(len as usize)];
         file.read_exact_at(&mut header, 0).map_err(io_err(&path))?;
@@ -262,7 +315,10 @@ fn open_segments(
                 return Err(OpenError::Corrupt {
                     file: path.display().to_string(),
                     offset: 12,
-                    reason: format!("header says segment {} but the file is segment {id}", h.segment_id),
+                    reason: format!(
+                        "header says segment {} but the file is segment {id}",
+                        h.segment_id
+                    ),
                 });
             }
             Err(e) if i == count - 1 && i > 0 && len <= SEGMENT_HEADER_BYTES as u64 => {
@@ -312,8 +368,13 @@ pub fn create_segment(
 ) -> io::Result<Arc<Segment>> {
     let path = dir.join(segment_file_name(id));
     let file = storage.open(&path, OpenMode::CreateNew)?;
-    let header = format::encode_segment_header(&SegmentHeader { segment_id: id, first_position });
-    let written = file.write_all_at(&header, 0).and_then(|()| file.sync_data());
+    let header = format::encode_segment_header(&SegmentHeader {
+        segment_id: id,
+        first_position,
+    });
+    let written = file
+        .write_all_at(&header, 0)
+        .and_then(|()| file.sync_data());
     if let Err(e) = written {
         drop(file);
         let _ = storage.remove_file(&path);
@@ -341,7 +402,11 @@ pub struct BadFrame {
 
 impl BadFrame {
     fn into_error(self, seg: &Segment) -> OpenError {
-        OpenError::Corrupt { file: seg.display_path(), offset: self.offset, reason: self.reason }
+        OpenError::Corrupt {
+            file: seg.display_path(),
+            offset: self.offset,
+            reason: self.reason,
+        }
     }
 }
 
@@ -380,7 +445,11 @@ pub fn scan_segment(
 ) -> Result<(), BadFrame> {
     let check_versions = mode == ScanMode::Index;
     const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
-    let file_len = seg.file.len().map_err(|e| BadFrame { offset: start, cut_at: start, reason: e.to_string() })?;
+    let file_len = seg.file.len().map_err(|e| BadFrame {
+        offset: start,
+        cut_at: start,
+        reason: e.to_string(),
+    })?;
     let end = stop.unwrap_or(file_len).min(file_len);
     let mut offset = start;
     let mut committed_end = start;
@@ -389,12 +458,20 @@ pub fn scan_segment(
     let mut pending_versions: HashMap<StreamName, u64> = HashMap::new();
     let mut buf = Bytes::new();
     let mut buf_offset = start;
-    let bad = |offset: u64, committed_end: u64, reason: String| BadFrame { offset, cut_at: committed_end, reason };
+    let bad = |offset: u64, committed_end: u64, reason: String| BadFrame {
+        offset,
+        cut_at: committed_end,
+        reason,
+    };
     while offset < end {
         let read = |from: u64, want: u64| -> Result<Bytes, BadFrame> {
             let n = want.min(end - from) as usize;
             let mut b = BytesMut::zeroed(n);
-            seg.file.read_exact_at(&mut b, from).map_err(|e| BadFrame { offset: from, cut_at: from, reason: e.to_string() })?;
+            seg.file.read_exact_at(&mut b, from).map_err(|e| BadFrame {
+                offset: from,
+                cut_at: from,
+                reason: e.to_string(),
+            })?;
             Ok(b.freeze())
         };
         if offset + 4 > buf_offset + buf.len() as u64 {
@@ -410,7 +487,11 @@ pub fn scan_segment(
             Err(e) => return Err(bad(offset, committed_end, e.to_string())),
         };
         if offset + len > end {
-            return Err(bad(offset, committed_end, format!("frame of {len} bytes runs past the end of the file")));
+            return Err(bad(
+                offset,
+                committed_end,
+                format!("frame of {len} bytes runs past the end of the file"),
+            ));
         }
         if offset + len > buf_offset + buf.len() as u64 {
             buf = read(offset, CHUNK_BYTES.max(len))?;
@@ -425,18 +506,35 @@ pub fn scan_segment(
         let e = &frame.event;
         let expected_position = index.end_position + pending.len() as u64;
         if e.position.raw() != expected_position {
-            return Err(bad(offset, committed_end, format!("position {} where {expected_position} was due", e.position)));
+            return Err(bad(
+                offset,
+                committed_end,
+                format!("position {} where {expected_position} was due", e.position),
+            ));
         }
         let next_version = pending_versions
             .get(&e.stream)
             .copied()
             .unwrap_or_else(|| index.last_version(&e.stream).map_or(0, |v| v + 1));
         if check_versions && e.version != next_version {
-            return Err(bad(offset, committed_end, format!("stream {} version {} where {next_version} was due", e.stream, e.version)));
+            return Err(bad(
+                offset,
+                committed_end,
+                format!(
+                    "stream {} version {} where {next_version} was due",
+                    e.stream, e.version
+                ),
+            ));
         }
-        let last_time = pending.last().map_or(index.last_recorded_at, |(p, _)| p.recorded_at);
+        let last_time = pending
+            .last()
+            .map_or(index.last_recorded_at, |(p, _)| p.recorded_at);
         if e.recorded_at < last_time {
-            return Err(bad(offset, committed_end, "recorded time goes backwards".into()));
+            return Err(bad(
+                offset,
+                committed_end,
+                "recorded time goes backwards".into(),
+            ));
         }
         pending_versions.insert(e.stream.clone(), e.version + 1);
         let is_commit = frame.flags & FLAG_COMMIT != 0;
@@ -476,7 +574,11 @@ pub fn scan_segment(
         }
     }
     if let Some((first, _)) = pending.first() {
-        return Err(bad(first.loc.offset(), committed_end, "the segment ends inside an append (no commit frame)".into()));
+        return Err(bad(
+            first.loc.offset(),
+            committed_end,
+            "the segment ends inside an append (no commit frame)".into(),
+        ));
     }
     Ok(())
 }

@@ -81,17 +81,26 @@ impl Segment {
     }
 
     fn corrupt(&self, offset: u64, e: impl std::fmt::Display) -> ReadError {
-        ReadError::Corrupt { file: self.display_path(), offset, reason: e.to_string() }
+        ReadError::Corrupt {
+            file: self.display_path(),
+            offset,
+            reason: e.to_string(),
+        }
     }
 
     fn io(&self, e: std::io::Error) -> ReadError {
-        ReadError::Io { file: self.display_path(), reason: e.to_string() }
+        ReadError::Io {
+            file: self.display_path(),
+            reason: e.to_string(),
+        }
     }
 
     /// Reads `len` bytes at `offset`.
     pub fn read_bytes(&self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let mut buf = BytesMut::zeroed(len);
-        self.file.read_exact_at(&mut buf, offset).map_err(|e| self.io(e))?;
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| self.io(e))?;
         Ok(buf.freeze())
     }
 
@@ -101,7 +110,13 @@ impl Segment {
         const GUESS_BYTES: u64 = 1024;
         let first = GUESS_BYTES.min(end.saturating_sub(offset)) as usize;
         if first < 4 {
-            return Err(self.corrupt(offset, DecodeError::Truncated { needed: 4, available: first }));
+            return Err(self.corrupt(
+                offset,
+                DecodeError::Truncated {
+                    needed: 4,
+                    available: first,
+                },
+            ));
         }
         let mut bytes = self.read_bytes(offset, first)?;
         let len = format::frame_len(&bytes).map_err(|e| self.corrupt(offset, e))?;
@@ -160,7 +175,9 @@ impl Scanner {
         if self.offset >= self.buf_offset && have_from as usize + len <= self.buf.len() {
             return Ok(());
         }
-        let want = len.max(SCAN_CHUNK_BYTES).min((seg_end - self.offset) as usize);
+        let want = len
+            .max(SCAN_CHUNK_BYTES)
+            .min((seg_end - self.offset) as usize);
         let seg = &self.segments[self.segment];
         if want < len {
             return Err(seg.corrupt(self.offset, "frame runs past the end of the log"));
@@ -188,7 +205,8 @@ impl Scanner {
             self.fill(4, seg_end)?;
             let at = (self.offset - self.buf_offset) as usize;
             let seg = &self.segments[self.segment];
-            let len = format::frame_len(&self.buf[at..]).map_err(|e| seg.corrupt(self.offset, e))?;
+            let len =
+                format::frame_len(&self.buf[at..]).map_err(|e| seg.corrupt(self.offset, e))?;
             self.fill(len, seg_end)?;
             let at = (self.offset - self.buf_offset) as usize;
             let bytes = self.buf.slice(at..at + len);

@@ -61,7 +61,12 @@ impl ChunkWriter<'_> {
 pub fn save(storage: &dyn Storage, dir: &Path, index: &Index) -> io::Result<()> {
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let file = storage.open(&tmp, OpenMode::Truncate)?;
-    let mut w = ChunkWriter { file: &*file, buf: Vec::with_capacity(CHUNK_BYTES), offset: 0, crc: 0 };
+    let mut w = ChunkWriter {
+        file: &*file,
+        buf: Vec::with_capacity(CHUNK_BYTES),
+        offset: 0,
+        crc: 0,
+    };
     w.put(&SNAPSHOT_MAGIC)?;
     w.u32(SNAPSHOT_VERSION)?;
     w.u64(index.end_position)?;
@@ -112,7 +117,9 @@ impl ChunkReader<'_> {
             let keep = self.buf.split_off(self.at);
             let want = (CHUNK_BYTES.max(n) as u64).min(self.len - self.offset) as usize;
             let mut next = vec![0u8; want];
-            self.file.read_exact_at(&mut next, self.offset).map_err(|e| e.to_string())?;
+            self.file
+                .read_exact_at(&mut next, self.offset)
+                .map_err(|e| e.to_string())?;
             self.offset += want as u64;
             self.buf = keep;
             self.buf.extend_from_slice(&next);
@@ -127,7 +134,9 @@ impl ChunkReader<'_> {
         Ok(s)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -144,7 +153,14 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
     if len < 8 + 4 + 4 {
         return Err("snapshot is too short".into());
     }
-    let mut r = ChunkReader { file: &*file, len: len - 4, buf: Vec::new(), at: 0, offset: 0, crc: 0 };
+    let mut r = ChunkReader {
+        file: &*file,
+        len: len - 4,
+        buf: Vec::new(),
+        at: 0,
+        offset: 0,
+        crc: 0,
+    };
     if r.take(8)? != SNAPSHOT_MAGIC {
         return Err("bad snapshot magic".into());
     }
@@ -169,7 +185,10 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
         for _ in 0..count {
             locs.push(Loc::from_raw(r.u64()?));
         }
-        *index.categories.entry(name.category().to_owned()).or_default() += 1;
+        *index
+            .categories
+            .entry(name.category().to_owned())
+            .or_default() += 1;
         index.streams.insert(name, StreamEntry { locs });
     }
     let ids = r.u64()?;
@@ -185,14 +204,19 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
     for _ in 0..sparse {
         let position = r.u64()?;
         let recorded_at = Timestamp::from_unix_micros(r.u64()? as i64);
-        index.sparse.push(SparseEntry { position, recorded_at, loc: Loc::from_raw(r.u64()?) });
+        index.sparse.push(SparseEntry {
+            position,
+            recorded_at,
+            loc: Loc::from_raw(r.u64()?),
+        });
     }
     if r.offset != r.len || r.at != r.buf.len() {
         return Err("snapshot has trailing bytes".into());
     }
     let computed = r.crc;
     let mut stored = [0u8; 4];
-    file.read_exact_at(&mut stored, len - 4).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut stored, len - 4)
+        .map_err(|e| e.to_string())?;
     if u32::from_le_bytes(stored) != computed {
         return Err("snapshot checksum mismatch".into());
     }

@@ -171,7 +171,9 @@ impl Shared {
             (index.sparse_at_or_before_position(from), index.end)
         };
         let mut events = Vec::new();
-        let Some(entry) = entry else { return Ok((events, from)) };
+        let Some(entry) = entry else {
+            return Ok((events, from));
+        };
         if from >= bound || limit == 0 {
             return Ok((events, from));
         }
@@ -193,7 +195,12 @@ impl Shared {
     }
 
     /// Events at positions `..=upto` going backward that match `filter`, at most `limit`.
-    fn scan_backward(&self, upto: u64, filter: &EventFilter, limit: usize) -> Result<Vec<RecordedEvent>, ReadError> {
+    fn scan_backward(
+        &self,
+        upto: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         let mut events = Vec::new();
         let mut upto = upto;
         while events.len() < limit {
@@ -221,18 +228,29 @@ impl Shared {
         Ok(events)
     }
 
-    fn read_stream(&self, stream: &StreamName, options: &ReadStream) -> Result<Vec<RecordedEvent>, ReadError> {
+    fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: &ReadStream,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         let bound = match options.as_of {
             Some(as_of) => {
                 let position = self.position_bound(as_of)?;
                 let end_position = self.index.read().end_position;
-                if position >= end_position { Loc::MAX } else { self.loc_of_position(position)? }
+                if position >= end_position {
+                    Loc::MAX
+                } else {
+                    self.loc_of_position(position)?
+                }
             }
             None => Loc::MAX,
         };
         let locs: Vec<Loc> = {
             let index = self.index.read();
-            let entry = index.streams.get(stream).ok_or_else(|| ReadError::StreamNotFound(stream.clone()))?;
+            let entry = index
+                .streams
+                .get(stream)
+                .ok_or_else(|| ReadError::StreamNotFound(stream.clone()))?;
             let visible = entry.locs.partition_point(|l| *l < bound);
             let Some(last) = visible.checked_sub(1) else {
                 return Err(ReadError::StreamNotFound(stream.clone()));
@@ -245,19 +263,32 @@ impl Shared {
                         StreamFrom::End => last,
                         StreamFrom::Version(v) => usize::try_from(v).unwrap_or(usize::MAX),
                     };
-                    locs.iter().skip(start).take(options.limit).copied().collect()
+                    locs.iter()
+                        .skip(start)
+                        .take(options.limit)
+                        .copied()
+                        .collect()
                 }
                 Direction::Backward => {
                     let start = match options.from {
                         StreamFrom::Start => 0,
                         StreamFrom::End => last,
-                        StreamFrom::Version(v) => usize::try_from(v).unwrap_or(usize::MAX).min(last),
+                        StreamFrom::Version(v) => {
+                            usize::try_from(v).unwrap_or(usize::MAX).min(last)
+                        }
                     };
-                    locs[..=start].iter().rev().take(options.limit).copied().collect()
+                    locs[..=start]
+                        .iter()
+                        .rev()
+                        .take(options.limit)
+                        .copied()
+                        .collect()
                 }
             }
         };
-        locs.into_iter().map(|loc| self.read_event_at(loc)).collect()
+        locs.into_iter()
+            .map(|loc| self.read_event_at(loc))
+            .collect()
     }
 
     fn read_all(&self, options: &ReadAll) -> Result<Vec<RecordedEvent>, ReadError> {
@@ -273,10 +304,14 @@ impl Shared {
                     AllFrom::End => bound,
                     AllFrom::Position(p) => p.raw(),
                 };
-                Ok(self.scan_forward(from, bound, &options.filter, options.limit)?.0)
+                Ok(self
+                    .scan_forward(from, bound, &options.filter, options.limit)?
+                    .0)
             }
             Direction::Backward => {
-                let Some(last) = bound.checked_sub(1) else { return Ok(Vec::new()) };
+                let Some(last) = bound.checked_sub(1) else {
+                    return Ok(Vec::new());
+                };
                 let upto = match options.from {
                     AllFrom::Start => 0,
                     AllFrom::End => last,
@@ -326,7 +361,10 @@ impl EmbeddedStore {
         options.validate().map_err(OpenError::InvalidOptions)?;
         let dir = dir.as_ref().to_path_buf();
         let storage = options.storage.clone();
-        let io = |source| OpenError::Io { path: dir.display().to_string(), source };
+        let io = |source| OpenError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
         storage.create_dir_all(&dir).map_err(io)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage.lock(&lock_path).map_err(|e| match e.kind() {
@@ -334,10 +372,17 @@ impl EmbeddedStore {
                 dir: dir.display().to_string(),
                 lock: lock_path.display().to_string(),
             },
-            _ => OpenError::Io { path: lock_path.display().to_string(), source: e },
+            _ => OpenError::Io {
+                path: lock_path.display().to_string(),
+                source: e,
+            },
         })?;
         let recovered = recover(&dir, &options)?;
-        let active = recovered.segments.last().expect("recovery leaves a segment").clone();
+        let active = recovered
+            .segments
+            .last()
+            .expect("recovery leaves a segment")
+            .clone();
         let active_len = active.published_len();
         let end_position = recovered.index.end_position;
         let last_recorded_at = recovered.index.last_recorded_at;
@@ -365,7 +410,10 @@ impl EmbeddedStore {
         let handle = std::thread::Builder::new()
             .name("factlog-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| OpenError::Io { path: "writer thread".into(), source: e })?;
+            .map_err(|e| OpenError::Io {
+                path: "writer thread".into(),
+                source: e,
+            })?;
         Ok(Self {
             shared,
             sender: Mutex::new(Some(sender)),
@@ -432,7 +480,9 @@ impl EmbeddedStore {
         let (mut events, mut size_bytes) = (0usize, 0usize);
         for part in appends.iter_mut() {
             if !streams.insert(part.stream.clone()) {
-                return Err(AppendError::DuplicateStream { stream: part.stream.clone() });
+                return Err(AppendError::DuplicateStream {
+                    stream: part.stream.clone(),
+                });
             }
             for event in &mut part.events {
                 let size = event.payload_size_bytes();
@@ -448,7 +498,10 @@ impl EmbeddedStore {
                     return Err(AppendError::DuplicateEventId { event_id: id });
                 }
                 events += 1;
-                size_bytes += size + FRAME_FIXED_BYTES + part.stream.as_str().len() + event.content_type.as_str().len();
+                size_bytes += size
+                    + FRAME_FIXED_BYTES
+                    + part.stream.as_str().len()
+                    + event.content_type.as_str().len();
             }
         }
         if events > o.append_events_max {
@@ -522,31 +575,57 @@ impl EventStore for EmbeddedStore {
         StoreOrdering::Total
     }
 
-    async fn append_multi(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, AppendError> {
-        let size_bytes = self.check(&mut appends).inspect_err(|e| self.shared.stats.count_error(e))?;
+    async fn append_multi(
+        &self,
+        mut appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        let size_bytes = self
+            .check(&mut appends)
+            .inspect_err(|e| self.shared.stats.count_error(e))?;
         if let Some(reason) = self.shared.failed() {
             return Err(AppendError::WriterFailed { reason });
         }
-        let permit = self.queue.clone().acquire_owned().await.map_err(|_| AppendError::Closed)?;
+        let permit = self
+            .queue
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppendError::Closed)?;
         let (reply, response) = oneshot::channel();
         {
             let sender = self.sender.lock();
             let sender = sender.as_ref().ok_or(AppendError::Closed)?;
             sender
-                .send(AppendRequest { appends, size_bytes, reply, permit })
+                .send(AppendRequest {
+                    appends,
+                    size_bytes,
+                    reply,
+                    permit,
+                })
                 .map_err(|_| AppendError::Closed)?;
         }
         response.await.map_err(|_| AppendError::Closed)?
     }
 
-    async fn read_stream(&self, stream: &StreamName, options: ReadStream) -> Result<Vec<RecordedEvent>, ReadError> {
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         self.shared.read_stream(stream, &options)
     }
 
-    async fn read_event(&self, stream: &StreamName, version: Version) -> Result<Option<RecordedEvent>, ReadError> {
+    async fn read_event(
+        &self,
+        stream: &StreamName,
+        version: Version,
+    ) -> Result<Option<RecordedEvent>, ReadError> {
         let loc = {
             let index = self.shared.index.read();
-            index.streams.get(stream).and_then(|s| s.locs.get(usize::try_from(version).ok()?).copied())
+            index
+                .streams
+                .get(stream)
+                .and_then(|s| s.locs.get(usize::try_from(version).ok()?).copied())
         };
         loc.map(|loc| self.shared.read_event_at(loc)).transpose()
     }
@@ -554,9 +633,17 @@ impl EventStore for EmbeddedStore {
     async fn stream_info(&self, stream: &StreamName) -> Result<Option<StreamInfo>, ReadError> {
         let ends = {
             let index = self.shared.index.read();
-            index.streams.get(stream).map(|s| (s.locs[0], *s.locs.last().expect("a stream has an event"), s.locs.len()))
+            index.streams.get(stream).map(|s| {
+                (
+                    s.locs[0],
+                    *s.locs.last().expect("a stream has an event"),
+                    s.locs.len(),
+                )
+            })
         };
-        let Some((first, last, count)) = ends else { return Ok(None) };
+        let Some((first, last, count)) = ends else {
+            return Ok(None);
+        };
         let first = self.shared.read_event_at(first)?;
         let last = self.shared.read_event_at(last)?;
         Ok(Some(StreamInfo {
@@ -575,12 +662,17 @@ impl EventStore for EmbeddedStore {
     async fn list_streams(&self, options: ListStreams) -> Result<StreamPage, ReadError> {
         let index = self.shared.index.read();
         let start = match &options.after {
-            Some(after) if after.as_str() >= options.prefix.as_str() => std::ops::Bound::Excluded(after.as_str()),
+            Some(after) if after.as_str() >= options.prefix.as_str() => {
+                std::ops::Bound::Excluded(after.as_str())
+            }
             _ => std::ops::Bound::Included(options.prefix.as_str()),
         };
         let mut streams = Vec::new();
         let mut more = false;
-        for (name, _) in index.streams.range::<str, _>((start, std::ops::Bound::Unbounded)) {
+        for (name, _) in index
+            .streams
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+        {
             if !name.as_str().starts_with(&options.prefix) {
                 break;
             }
@@ -590,12 +682,26 @@ impl EventStore for EmbeddedStore {
             }
             streams.push(name.clone());
         }
-        let next_after = if more { streams.last().map(|s| s.as_str().to_owned()) } else { None };
-        Ok(StreamPage { streams, next_after })
+        let next_after = if more {
+            streams.last().map(|s| s.as_str().to_owned())
+        } else {
+            None
+        };
+        Ok(StreamPage {
+            streams,
+            next_after,
+        })
     }
 
     async fn categories(&self) -> Result<Vec<String>, ReadError> {
-        Ok(self.shared.index.read().categories.keys().cloned().collect())
+        Ok(self
+            .shared
+            .index
+            .read()
+            .categories
+            .keys()
+            .cloned()
+            .collect())
     }
 
     async fn end_position(&self) -> Result<Position, ReadError> {
@@ -609,7 +715,12 @@ impl EventStore for EmbeddedStore {
             SubscribeFrom::After(p) => p.raw().saturating_add(1),
         };
         let batch = self.shared.options.subscription_batch_events_max;
-        let follow = Follow { shared: self.shared.clone(), committed: self.committed.clone(), buffer: VecDeque::new(), done: false };
+        let follow = Follow {
+            shared: self.shared.clone(),
+            committed: self.committed.clone(),
+            buffer: VecDeque::new(),
+            done: false,
+        };
         futures::stream::unfold(follow, move |mut follow| {
             let filter = filter.clone();
             async move {
@@ -629,11 +740,21 @@ impl EventStore for EmbeddedStore {
     fn subscribe_stream(&self, stream: StreamName, from: SubscribeFrom<Version>) -> Subscription {
         let mut next = match from {
             SubscribeFrom::Start => 0,
-            SubscribeFrom::End => self.shared.index.read().last_version(&stream).map_or(0, |v| v + 1),
+            SubscribeFrom::End => self
+                .shared
+                .index
+                .read()
+                .last_version(&stream)
+                .map_or(0, |v| v + 1),
             SubscribeFrom::After(v) => v.saturating_add(1),
         };
         let batch = self.shared.options.subscription_batch_events_max;
-        let follow = Follow { shared: self.shared.clone(), committed: self.committed.clone(), buffer: VecDeque::new(), done: false };
+        let follow = Follow {
+            shared: self.shared.clone(),
+            committed: self.committed.clone(),
+            buffer: VecDeque::new(),
+            done: false,
+        };
         futures::stream::unfold(follow, move |mut follow| {
             let stream = stream.clone();
             async move {

@@ -38,10 +38,16 @@ pub enum VerifyError {
     #[error("I/O error on {path}: {reason}")]
     Io { path: String, reason: String },
     #[error("bad record in {file} at byte offset {offset}: {reason}")]
-    Corrupt { file: String, offset: u64, reason: String },
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("segment file {missing} is missing")]
     MissingSegment { missing: String },
-    #[error("the index snapshot does not match the log: {detail}; delete {file} and it is rebuilt on open")]
+    #[error(
+        "the index snapshot does not match the log: {detail}; delete {file} and it is rebuilt on open"
+    )]
     IndexMismatch { file: String, detail: String },
 }
 
@@ -50,12 +56,22 @@ pub fn verify(dir: &Path, options: &Options) -> Result<VerifyReport, VerifyError
     let storage = &*options.storage;
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |e: std::io::Error| VerifyError::Io { path, reason: e.to_string() }
+        move |e: std::io::Error| VerifyError::Io {
+            path,
+            reason: e.to_string(),
+        }
     };
-    let _lock = storage.lock(&dir.join(LOCK_FILE)).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => VerifyError::Locked { dir: dir.display().to_string() },
-        _ => VerifyError::Io { path: dir.display().to_string(), reason: e.to_string() },
-    })?;
+    let _lock = storage
+        .lock(&dir.join(LOCK_FILE))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => VerifyError::Locked {
+                dir: dir.display().to_string(),
+            },
+            _ => VerifyError::Io {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            },
+        })?;
     let mut ids: Vec<_> = storage
         .list(dir)
         .map_err(io(dir))?
@@ -64,33 +80,69 @@ pub fn verify(dir: &Path, options: &Options) -> Result<VerifyReport, VerifyError
         .collect();
     ids.sort();
     if ids.is_empty() {
-        return Err(VerifyError::NotAStore { dir: dir.display().to_string() });
+        return Err(VerifyError::NotAStore {
+            dir: dir.display().to_string(),
+        });
     }
     let mut index = Index::new(Loc::new(0, SEGMENT_HEADER_BYTES as u64));
     let mut report = OpenReport::default();
     for (i, (id, path)) in ids.into_iter().enumerate() {
         if id as usize != i {
-            return Err(VerifyError::MissingSegment { missing: segment_file_name(i as u32) });
+            return Err(VerifyError::MissingSegment {
+                missing: segment_file_name(i as u32),
+            });
         }
         let file = storage.open(&path, OpenMode::Read).map_err(io(&path))?;
         let mut header = vec![0u8; SEGMENT_HEADER_BYTES];
         let n = file.read_up_to_at(&mut header, 0).map_err(io(&path))?;
-        let corrupt = |offset, reason: String| VerifyError::Corrupt { file: path.display().to_string(), offset, reason };
-        let header = format::decode_segment_header(&header[..n]).map_err(|e| corrupt(0, format!("segment header: {e}")))?;
+        let corrupt = |offset, reason: String| VerifyError::Corrupt {
+            file: path.display().to_string(),
+            offset,
+            reason,
+        };
+        let header = format::decode_segment_header(&header[..n])
+            .map_err(|e| corrupt(0, format!("segment header: {e}")))?;
         if header.segment_id != id {
-            return Err(corrupt(12, format!("header says segment {}", header.segment_id)));
+            return Err(corrupt(
+                12,
+                format!("header says segment {}", header.segment_id),
+            ));
         }
         if header.first_position != index.end_position {
-            return Err(corrupt(16, format!("segment starts at position {} where {} was due", header.first_position, index.end_position)));
+            return Err(corrupt(
+                16,
+                format!(
+                    "segment starts at position {} where {} was due",
+                    header.first_position, index.end_position
+                ),
+            ));
         }
-        let seg = Segment { id, first_position: header.first_position, path: path.clone(), file, published_len: AtomicU64::new(0) };
-        scan_segment(ScanMode::Index, &seg, SEGMENT_HEADER_BYTES as u64, &mut index, &mut report, |_| Ok(()), None)
-            .map_err(|bad| corrupt(bad.offset, bad.reason))?;
+        let seg = Segment {
+            id,
+            first_position: header.first_position,
+            path: path.clone(),
+            file,
+            published_len: AtomicU64::new(0),
+        };
+        scan_segment(
+            ScanMode::Index,
+            &seg,
+            SEGMENT_HEADER_BYTES as u64,
+            &mut index,
+            &mut report,
+            |_| Ok(()),
+            None,
+        )
+        .map_err(|bad| corrupt(bad.offset, bad.reason))?;
         let _ = Arc::new(seg);
     }
     let snapshot_file = dir.join(snapshot::SNAPSHOT_FILE).display().to_string();
-    let mismatch = |detail: String| VerifyError::IndexMismatch { file: snapshot_file.clone(), detail };
-    let saved = snapshot::load(storage, dir).map_err(|reason| mismatch(format!("unreadable: {reason}")))?;
+    let mismatch = |detail: String| VerifyError::IndexMismatch {
+        file: snapshot_file.clone(),
+        detail,
+    };
+    let saved =
+        snapshot::load(storage, dir).map_err(|reason| mismatch(format!("unreadable: {reason}")))?;
     let snapshot_checked = saved.is_some();
     if let Some(saved) = saved {
         compare(&saved, &index).map_err(mismatch)?;
@@ -107,7 +159,10 @@ pub fn verify(dir: &Path, options: &Options) -> Result<VerifyReport, VerifyError
 /// Checks that `saved` describes a prefix of the log that `rebuilt` was built from.
 fn compare(saved: &Index, rebuilt: &Index) -> Result<(), String> {
     if saved.end_position > rebuilt.end_position || saved.end > rebuilt.end {
-        return Err(format!("it ends at position {} but the log at {}", saved.end_position, rebuilt.end_position));
+        return Err(format!(
+            "it ends at position {} but the log at {}",
+            saved.end_position, rebuilt.end_position
+        ));
     }
     for (name, entry) in &saved.streams {
         let Some(real) = rebuilt.streams.get(name) else {
@@ -127,8 +182,13 @@ fn compare(saved: &Index, rebuilt: &Index) -> Result<(), String> {
         }
     }
     for e in &saved.sparse {
-        if !rebuilt.sparse.iter().any(|r| r.loc == e.loc) && rebuilt.streams.values().all(|s| !s.locs.contains(&e.loc)) {
-            return Err(format!("sparse entry for position {} points at no event", e.position));
+        if !rebuilt.sparse.iter().any(|r| r.loc == e.loc)
+            && rebuilt.streams.values().all(|s| !s.locs.contains(&e.loc))
+        {
+            return Err(format!(
+                "sparse entry for position {} points at no event",
+                e.position
+            ));
         }
     }
     Ok(())

@@ -21,7 +21,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use factlog_store::{AppendError, AppendResult, Position, StreamAppend, StreamName, Timestamp, metadata_json};
+use factlog_store::{
+    AppendError, AppendResult, Position, StreamAppend, StreamName, Timestamp, metadata_json,
+};
 use hashbrown::HashMap;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
@@ -98,7 +100,10 @@ impl Writer {
                     Ok(r) => r,
                     Err(RecvTimeoutError::Timeout) => {
                         if let Err(e) = self.sync() {
-                            self.fail(format!("fsync of {} failed: {e}", self.active.display_path()));
+                            self.fail(format!(
+                                "fsync of {} failed: {e}",
+                                self.active.display_path()
+                            ));
                         }
                         continue;
                     }
@@ -161,7 +166,9 @@ impl Writer {
     fn commit(&mut self, requests: Vec<AppendRequest>) {
         if let Some(reason) = self.shared.failed() {
             for r in requests {
-                let _ = r.reply.send(Err(AppendError::WriterFailed { reason: reason.clone() }));
+                let _ = r.reply.send(Err(AppendError::WriterFailed {
+                    reason: reason.clone(),
+                }));
             }
             return;
         }
@@ -171,9 +178,20 @@ impl Writer {
             let index = self.shared.index.read();
             let mut next_position = index.end_position;
             for request in requests {
-                let AppendRequest { appends, reply, permit, .. } = request;
+                let AppendRequest {
+                    appends,
+                    reply,
+                    permit,
+                    ..
+                } = request;
                 drop(permit);
-                match self.prepare(&index, &mut batch, &appends, &mut next_position, recorded_at) {
+                match self.prepare(
+                    &index,
+                    &mut batch,
+                    &appends,
+                    &mut next_position,
+                    recorded_at,
+                ) {
                     Ok(results) => batch.replies.push((reply, Ok(results))),
                     Err(e) => {
                         self.shared.stats.count_error(&e);
@@ -223,11 +241,17 @@ impl Writer {
             }
         }
         if retried.len() == appends.len() {
-            self.shared.stats.idempotent_retries.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .idempotent_retries
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(retried);
         }
         if !retried.is_empty() {
-            let event_id = appends.iter().find_map(|p| p.events.first()?.id).expect("ids are filled in");
+            let event_id = appends
+                .iter()
+                .find_map(|p| p.events.first()?.id)
+                .expect("ids are filled in");
             return Err(AppendError::IdempotencyConflict {
                 event_id,
                 detail: "but other streams of this multi-stream append are new; retry the whole append unchanged or use new ids".into(),
@@ -235,7 +259,11 @@ impl Writer {
         }
 
         let current = |batch: &Batch, stream: &StreamName| {
-            batch.versions.get(stream).copied().or_else(|| index.last_version(stream))
+            batch
+                .versions
+                .get(stream)
+                .copied()
+                .or_else(|| index.last_version(stream))
         };
         for part in appends {
             let current = current(batch, &part.stream);
@@ -259,7 +287,11 @@ impl Writer {
                 let id = event.id.expect("ids are filled in before the writer");
                 let metadata = metadata_json(&event.metadata);
                 let input = FrameInput {
-                    flags: if written == event_count { FLAG_COMMIT } else { 0 },
+                    flags: if written == event_count {
+                        FLAG_COMMIT
+                    } else {
+                        0
+                    },
                     position: *next_position,
                     version: first_version + i as u64,
                     recorded_at,
@@ -311,10 +343,17 @@ impl Writer {
             let id = event.id.expect("ids are filled in before the writer");
             let stored = if let Some(&f) = batch.ids.get(&id.to_u128()) {
                 let frame = &batch.frames[f];
-                let bytes = Bytes::copy_from_slice(&batch.buf[frame.offset_in_batch..frame.offset_in_batch + frame.len]);
-                format::decode_frame(&bytes).expect("the writer's own frame decodes").0.event
+                let bytes = Bytes::copy_from_slice(
+                    &batch.buf[frame.offset_in_batch..frame.offset_in_batch + frame.len],
+                );
+                format::decode_frame(&bytes)
+                    .expect("the writer's own frame decodes")
+                    .0
+                    .event
             } else if let Some(&loc) = index.ids.get(&id.to_u128()) {
-                self.shared.read_event_at(loc).map_err(|e| AppendError::Backend(e.to_string()))?
+                self.shared
+                    .read_event_at(loc)
+                    .map_err(|e| AppendError::Backend(e.to_string()))?
             } else {
                 if i > 0 {
                     return Err(AppendError::IdempotencyConflict {
@@ -340,7 +379,10 @@ impl Writer {
                 });
             }
             if !stored.has_same_content(event) {
-                return Err(AppendError::IdempotencyConflict { event_id: id, detail: "with other content".into() });
+                return Err(AppendError::IdempotencyConflict {
+                    event_id: id,
+                    detail: "with other content".into(),
+                });
             }
             match original {
                 None => original = Some((stored.version, stored.position.raw())),
@@ -372,7 +414,9 @@ impl Writer {
         let len = batch.buf.len() as u64;
         let shared = self.shared.clone();
         let options = &shared.options;
-        if self.active_len > SEGMENT_HEADER_BYTES as u64 && self.active_len + len > options.segment_bytes_max {
+        if self.active_len > SEGMENT_HEADER_BYTES as u64
+            && self.active_len + len > options.segment_bytes_max
+        {
             self.roll(batch.frames[0].position)?;
         }
         let offset = self.active_len;
@@ -389,7 +433,9 @@ impl Writer {
         }
         self.active_len += len;
         self.unsynced_bytes += len;
-        if options.sync_mode == SyncMode::Durable || self.unsynced_bytes >= options.write_batch_bytes_max as u64 {
+        if options.sync_mode == SyncMode::Durable
+            || self.unsynced_bytes >= options.write_batch_bytes_max as u64
+        {
             if let Err(e) = self.sync() {
                 // After a failed fsync nothing about the unsynced data can be trusted
                 // (PostgreSQL's "fsyncgate"): never retry, never acknowledge.
@@ -400,7 +446,10 @@ impl Writer {
                 return Err(AppendError::WriterFailed { reason });
             }
         }
-        self.shared.stats.write_batches.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .write_batches
+            .fetch_add(1, Ordering::Relaxed);
         Ok(offset)
     }
 
@@ -414,7 +463,12 @@ impl Writer {
             }
         }
         let id = self.active.id + 1;
-        match create_segment(&*self.shared.options.storage, &self.shared.dir, id, first_position) {
+        match create_segment(
+            &*self.shared.options.storage,
+            &self.shared.dir,
+            id,
+            first_position,
+        ) {
             Ok(segment) => {
                 self.shared.segments.write().push(segment.clone());
                 self.active = segment;
@@ -445,14 +499,22 @@ impl Writer {
                     frame_len: f.len as u64,
                 });
             }
-            self.active.published_len.store(self.active_len, Ordering::Release);
+            self.active
+                .published_len
+                .store(self.active_len, Ordering::Release);
             index.end_position
         };
         self.last_recorded_at = recorded_at;
         let stats = &self.shared.stats;
-        stats.appends.fetch_add(batch.replies.len() as u64, Ordering::Relaxed);
-        stats.events_written.fetch_add(batch.events, Ordering::Relaxed);
-        stats.bytes_written.fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+        stats
+            .appends
+            .fetch_add(batch.replies.len() as u64, Ordering::Relaxed);
+        stats
+            .events_written
+            .fetch_add(batch.events, Ordering::Relaxed);
+        stats
+            .bytes_written
+            .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
         self.committed.send_replace(end_position);
     }
 }

@@ -43,12 +43,18 @@ pub enum AppendError {
     IdempotencyConflict { event_id: EventId, detail: String },
     #[error("event id {event_id} appears twice in one append; each event needs its own id")]
     DuplicateEventId { event_id: EventId },
-    #[error("stream {stream} appears twice in one multi-stream append; merge its events into one part")]
+    #[error(
+        "stream {stream} appears twice in one multi-stream append; merge its events into one part"
+    )]
     DuplicateStream { stream: StreamName },
     #[error("an append needs at least one event")]
     Empty,
     #[error("{limit} is {max}, and this append has {actual}; split it or raise the limit")]
-    LimitExceeded { limit: LimitKind, actual: u64, max: u64 },
+    LimitExceeded {
+        limit: LimitKind,
+        actual: u64,
+        max: u64,
+    },
     #[error("the disk is full: the append was not written; free space and append again")]
     DiskFull,
     #[error(
@@ -70,7 +76,11 @@ pub enum ReadError {
     #[error("position {0} is not the position of an event in this store")]
     InvalidPosition(Position),
     #[error("corrupt record in {file} at byte offset {offset}: {reason}; run `factlog verify`")]
-    Corrupt { file: String, offset: u64, reason: String },
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("I/O error while reading {file}: {reason}")]
     Io { file: String, reason: String },
     #[error("the store is closed")]

@@ -59,7 +59,11 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
         let mut results = self
-            .append_multi(vec![StreamAppend { stream: stream.clone(), expected, events }])
+            .append_multi(vec![StreamAppend {
+                stream: stream.clone(),
+                expected,
+                events,
+            }])
             .await?;
         Ok(results.pop().expect("one result per stream"))
     }

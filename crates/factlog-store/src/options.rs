@@ -62,9 +62,18 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         (self.event_types.is_empty()
-            || self.event_types.iter().any(|t| t == event.event_type.as_str()))
-            && self.stream_prefix.as_ref().is_none_or(|p| event.stream.as_str().starts_with(p))
-            && self.category.as_ref().is_none_or(|c| event.stream.category() == c)
+            || self
+                .event_types
+                .iter()
+                .any(|t| t == event.event_type.as_str()))
+            && self
+                .stream_prefix
+                .as_ref()
+                .is_none_or(|p| event.stream.as_str().starts_with(p))
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| event.stream.category() == c)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,7 +93,12 @@ pub struct ReadStream {
 
 impl Default for ReadStream {
     fn default() -> Self {
-        Self { from: StreamFrom::Start, direction: Direction::Forward, limit: 4096, as_of: None }
+        Self {
+            from: StreamFrom::Start,
+            direction: Direction::Forward,
+            limit: 4096,
+            as_of: None,
+        }
     }
 }
 
@@ -94,7 +108,11 @@ impl ReadStream {
     }
 
     pub fn backward() -> Self {
-        Self { from: StreamFrom::End, direction: Direction::Backward, ..Self::default() }
+        Self {
+            from: StreamFrom::End,
+            direction: Direction::Backward,
+            ..Self::default()
+        }
     }
 
     pub fn from_version(mut self, version: Version) -> Self {
@@ -142,7 +160,11 @@ impl ReadAll {
     }
 
     pub fn backward() -> Self {
-        Self { from: AllFrom::End, direction: Direction::Backward, ..Self::default() }
+        Self {
+            from: AllFrom::End,
+            direction: Direction::Backward,
+            ..Self::default()
+        }
     }
 
     pub fn from_position(mut self, position: Position) -> Self {
@@ -178,6 +200,10 @@ pub struct ListStreams {
 
 impl Default for ListStreams {
     fn default() -> Self {
-        Self { prefix: String::new(), after: None, limit: 1000 }
+        Self {
+            prefix: String::new(),
+            after: None,
+            limit: 1000,
+        }
     }
 }

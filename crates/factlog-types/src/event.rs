@@ -27,13 +27,21 @@ impl ContentType {
     pub fn new(value: impl Into<String>) -> Result<Self, InvalidName> {
         let value = value.into();
         if value.is_empty() {
-            return Err(InvalidName::Empty { what: "content type" });
+            return Err(InvalidName::Empty {
+                what: "content type",
+            });
         }
         if value.len() > Self::BYTES_MAX {
-            return Err(InvalidName::TooLong { what: "content type", length_bytes: value.len() });
+            return Err(InvalidName::TooLong {
+                what: "content type",
+                length_bytes: value.len(),
+            });
         }
         if let Some(index) = value.bytes().position(|b| !(0x20..0x7f).contains(&b)) {
-            return Err(InvalidName::ControlCharacter { what: "content type", index });
+            return Err(InvalidName::ControlCharacter {
+                what: "content type",
+                index,
+            });
         }
         Ok(Self(value))
     }

@@ -13,7 +13,10 @@ pub enum InvalidName {
     #[error("{what} is empty; it must be 1 to {NAME_BYTES_MAX} bytes")]
     Empty { what: &'static str },
     #[error("{what} is {length_bytes} bytes long; the limit is {NAME_BYTES_MAX} bytes")]
-    TooLong { what: &'static str, length_bytes: usize },
+    TooLong {
+        what: &'static str,
+        length_bytes: usize,
+    },
     #[error("{what} contains a control character at byte {index}")]
     ControlCharacter { what: &'static str, index: usize },
     #[error("{what} starts with '$', which is reserved for system streams such as $all")]
@@ -25,7 +28,10 @@ fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
         return Err(InvalidName::Empty { what });
     }
     if name.len() > NAME_BYTES_MAX {
-        return Err(InvalidName::TooLong { what, length_bytes: name.len() });
+        return Err(InvalidName::TooLong {
+            what,
+            length_bytes: name.len(),
+        });
     }
     if let Some((index, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
         return Err(InvalidName::ControlCharacter { what, index });
@@ -45,7 +51,9 @@ impl StreamName {
         let name = name.into();
         validate("stream name", &name)?;
         if name.starts_with('$') {
-            return Err(InvalidName::Reserved { what: "stream name" });
+            return Err(InvalidName::Reserved {
+                what: "stream name",
+            });
         }
         Ok(Self(name))
     }
@@ -56,7 +64,9 @@ impl StreamName {
 
     /// The part of the name before the first `-`, or the whole name when it has none.
     pub fn category(&self) -> &str {
-        self.0.split_once('-').map_or(self.0.as_str(), |(category, _)| category)
+        self.0
+            .split_once('-')
+            .map_or(self.0.as_str(), |(category, _)| category)
     }
 
     pub fn into_string(self) -> String {
@@ -137,14 +147,28 @@ mod tests {
         assert!(StreamName::new("x".repeat(255)).is_ok());
         assert_eq!(
             StreamName::new("x".repeat(256)),
-            Err(InvalidName::TooLong { what: "stream name", length_bytes: 256 })
+            Err(InvalidName::TooLong {
+                what: "stream name",
+                length_bytes: 256
+            })
         );
-        assert_eq!(StreamName::new(""), Err(InvalidName::Empty { what: "stream name" }));
+        assert_eq!(
+            StreamName::new(""),
+            Err(InvalidName::Empty {
+                what: "stream name"
+            })
+        );
         assert_eq!(
             StreamName::new("a\nb"),
-            Err(InvalidName::ControlCharacter { what: "stream name", index: 1 })
+            Err(InvalidName::ControlCharacter {
+                what: "stream name",
+                index: 1
+            })
         );
-        assert!(matches!(StreamName::new("$all"), Err(InvalidName::Reserved { .. })));
+        assert!(matches!(
+            StreamName::new("$all"),
+            Err(InvalidName::Reserved { .. })
+        ));
         // 255 bytes, counted in bytes rather than characters.
         assert!(StreamName::new("é".repeat(128)).is_err());
     }
@@ -153,7 +177,10 @@ mod tests {
     fn category_is_before_first_dash() {
         assert_eq!(StreamName::new("account-42").unwrap().category(), "account");
         assert_eq!(StreamName::new("order-1-2").unwrap().category(), "order");
-        assert_eq!(StreamName::new("singleton").unwrap().category(), "singleton");
+        assert_eq!(
+            StreamName::new("singleton").unwrap().category(),
+            "singleton"
+        );
     }
 
     #[test]

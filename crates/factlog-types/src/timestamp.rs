@@ -99,7 +99,10 @@ mod tests {
     fn rfc3339_round_trip_at_millisecond_precision() {
         let t = Timestamp::parse_rfc3339("2026-11-23T10:15:00.123Z").unwrap();
         assert_eq!(t.to_rfc3339_millis(), "2026-11-23T10:15:00.123Z");
-        assert_eq!(Timestamp::UNIX_EPOCH.to_rfc3339_millis(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::UNIX_EPOCH.to_rfc3339_millis(),
+            "1970-01-01T00:00:00.000Z"
+        );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
     }
 }
