@@ -82,7 +82,7 @@ impl StorageFile for FaultyFile {
             return Err(eio("write"));
         }
         let end = offset + buf.len() as u64;
-        let grows = end.saturating_sub(self.inner.len()?) as i64;
+        let grows = end.saturating_sub(self.inner.size()?) as i64;
         let left = self.faults.space_left_bytes.load(Ordering::SeqCst);
         if left >= 0 && grows > left {
             // Write the part that fits, then fail: the store must hide the partial record.
@@ -112,8 +112,8 @@ impl StorageFile for FaultyFile {
         self.inner.set_len(len)
     }
 
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
 }
 

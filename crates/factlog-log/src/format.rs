@@ -28,9 +28,13 @@ pub const UNSYNCED_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// Frame flag: this frame is the last event of its append. An append is complete, and part of
 /// the log, only once its frame with this flag is stored.
+/// The position of the first event of a store. Position 0 (`Position::START`) is before every
+/// event, so "after 0" and "from 0" both mean "from the beginning".
+pub const FIRST_POSITION: u64 = 1;
+
 pub const FLAG_COMMIT: u8 = 0b0000_0001;
 
-const _: () = assert!(FRAME_FIXED_BYTES % 8 == 0);
+const _: () = assert!(FRAME_FIXED_BYTES.is_multiple_of(8));
 const _: () = assert!(SEGMENT_HEADER_BYTES >= 8 + 2 + 2 + 4 + 8 + 8 + 4);
 const _: () = assert!(UNSYNCED_BYTES_MAX < FRAME_BYTES_MAX as u64);
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use factlog_store::{StreamName, Timestamp};
 use hashbrown::HashMap;
 
+use crate::format::FIRST_POSITION;
 use crate::segment::Loc;
 
 /// A sparse entry is added at least every this many bytes of log, and at every segment start.
@@ -59,11 +60,16 @@ impl Index {
             categories: BTreeMap::new(),
             ids: HashMap::new(),
             sparse: Vec::new(),
-            end_position: 0,
+            end_position: FIRST_POSITION,
             end,
             last_recorded_at: Timestamp::UNIX_EPOCH,
             bytes_since_sparse: 0,
         }
+    }
+
+    /// How many events the index holds.
+    pub fn events(&self) -> u64 {
+        self.end_position - FIRST_POSITION
     }
 
     /// The last version of `stream`, or `None` when it does not exist.
@@ -118,8 +124,9 @@ impl Index {
 
     /// The sparse entry at or before `position`.
     pub fn sparse_at_or_before_position(&self, position: u64) -> Option<SparseEntry> {
+        // A position before the first entry (such as `Position::START`) starts at the first.
         let i = self.sparse.partition_point(|e| e.position <= position);
-        i.checked_sub(1).map(|i| self.sparse[i])
+        self.sparse.get(i.saturating_sub(1)).copied()
     }
 
     /// The last sparse entry recorded at or before `t`, and the entry after it.

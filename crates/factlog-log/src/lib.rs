@@ -41,5 +41,5 @@ pub use verify::{VerifyError, VerifyReport, verify};
 
 /// Decoding of raw frame bytes, for the fuzz target.
 pub mod codec {
-    pub use crate::format::{DecodeError, decode_frame, decode_segment_header};
+    pub use crate::format::{DecodeError, Frame, decode_frame, decode_segment_header};
 }

@@ -21,7 +21,9 @@ use bytes::{Bytes, BytesMut};
 use factlog_store::{StreamName, Timestamp};
 use hashbrown::HashMap;
 
-use crate::format::{self, FLAG_COMMIT, SEGMENT_HEADER_BYTES, SegmentHeader, UNSYNCED_BYTES_MAX};
+use crate::format::{
+    self, FIRST_POSITION, FLAG_COMMIT, SEGMENT_HEADER_BYTES, SegmentHeader, UNSYNCED_BYTES_MAX,
+};
 use crate::index::{Index, IndexedEvent};
 use crate::options::{Options, Recovery};
 use crate::segment::{Loc, Segment, parse_segment_file_name, segment_file_name};
@@ -106,7 +108,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
     let storage = &*options.storage;
     let mut segments = open_segments(storage, dir, &mut report)?;
     if segments.is_empty() {
-        segments.push(create_segment(storage, dir, 0, 0).map_err(io_err(dir))?);
+        segments.push(create_segment(storage, dir, 0, FIRST_POSITION).map_err(io_err(dir))?);
     }
     let mut index = match snapshot::load(storage, dir) {
         Ok(Some(index)) if snapshot_fits(&index, &segments) => {
@@ -174,7 +176,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
                 ),
             });
         }
-        let file_len = seg.file.len().map_err(io_err(&seg.path))?;
+        let file_len = seg.file.size().map_err(io_err(&seg.path))?;
         if let Err(bad) = scan_segment(
             ScanMode::Index,
             &seg,
@@ -217,7 +219,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
                 return Err(bad.into_error(&seg));
             }
         }
-        let len = seg.file.len().map_err(io_err(&seg.path))?;
+        let len = seg.file.size().map_err(io_err(&seg.path))?;
         seg.published_len
             .store(len, std::sync::atomic::Ordering::Release);
         if seg_idx >= segments.len() - 1 {
@@ -231,12 +233,12 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
         index.end = Loc::new(last.id, last_len);
     }
     for seg in &segments[..segments.len() - 1] {
-        let len = seg.file.len().map_err(io_err(&seg.path))?;
+        let len = seg.file.size().map_err(io_err(&seg.path))?;
         seg.published_len
             .store(len, std::sync::atomic::Ordering::Release);
     }
     report.segments = segments.len() as u32;
-    report.events = index.end_position;
+    report.events = index.events();
     report.duration = started.elapsed();
     Ok(Recovered {
         segments,
@@ -245,15 +247,32 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
     })
 }
 
-/// Whether a loaded snapshot describes a prefix of this log.
+/// Whether a loaded snapshot describes a prefix of this log: its end lies within the log, and
+/// the last event it indexes is in the log where the snapshot says, with the position it says.
 fn snapshot_fits(index: &Index, segments: &[Arc<Segment>]) -> bool {
     let Some(seg) = segments.get(index.end.segment() as usize) else {
         return false;
     };
-    let len = seg.file.len().unwrap_or(0);
-    index.end.offset() >= SEGMENT_HEADER_BYTES as u64
+    let len = seg.file.size().unwrap_or(0);
+    let end_fits = index.end.offset() >= SEGMENT_HEADER_BYTES as u64
         && index.end.offset() <= len
-        && seg.first_position <= index.end_position
+        && seg.first_position <= index.end_position;
+    if !end_fits {
+        return false;
+    }
+    let Some(last) = index.sparse.last() else {
+        return index.end_position == FIRST_POSITION;
+    };
+    let Some(seg) = segments.get(last.loc.segment() as usize) else {
+        return false;
+    };
+    let Ok(seg_len) = seg.file.size() else {
+        return false;
+    };
+    matches!(
+        seg.read_frame(last.loc.offset(), seg_len),
+        Ok((frame, _)) if frame.event.position.raw() == last.position && frame.event.recorded_at == last.recorded_at
+    )
 }
 
 /// Cuts segment `seg_idx` at `at` and removes every segment after it.
@@ -266,13 +285,13 @@ fn cut(
     report: &mut OpenReport,
 ) -> Result<(), OpenError> {
     let seg = &segments[seg_idx];
-    let len = seg.file.len().map_err(io_err(&seg.path))?;
+    let len = seg.file.size().map_err(io_err(&seg.path))?;
     seg.file.set_len(at).map_err(io_err(&seg.path))?;
     seg.file.sync_data().map_err(io_err(&seg.path))?;
     report.truncated_bytes += len - at;
     report.truncated_at.get_or_insert((seg.display_path(), at));
     for later in segments.drain(seg_idx + 1..) {
-        report.truncated_bytes += later.file.len().unwrap_or(0);
+        report.truncated_bytes += later.file.size().unwrap_or(0);
         storage
             .remove_file(&later.path)
             .map_err(io_err(&later.path))?;
@@ -306,7 +325,7 @@ fn open_segments(
         let file = storage
             .open(&path, OpenMode::ReadWrite)
             .map_err(io_err(&path))?;
-        let len = file.len().map_err(io_err(&path))?;
+        let len = file.size().map_err(io_err(&path))?;
         let mut header = vec![0u8; SEGMENT_HEADER_BYTES.min(len as usize)];
         file.read_exact_at(&mut header, 0).map_err(io_err(&path))?;
         let header = match format::decode_segment_header(&header) {
@@ -445,7 +464,7 @@ pub fn scan_segment(
 ) -> Result<(), BadFrame> {
     let check_versions = mode == ScanMode::Index;
     const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
-    let file_len = seg.file.len().map_err(|e| BadFrame {
+    let file_len = seg.file.size().map_err(|e| BadFrame {
         offset: start,
         cut_at: start,
         reason: e.to_string(),

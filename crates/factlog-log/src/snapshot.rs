@@ -149,7 +149,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let len = file.len().map_err(|e| e.to_string())?;
+    let len = file.size().map_err(|e| e.to_string())?;
     if len < 8 + 4 + 4 {
         return Err("snapshot is too short".into());
     }

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::format::FRAME_FIXED_BYTES;
+use crate::format::{FIRST_POSITION, FRAME_FIXED_BYTES};
 use crate::index::Index;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{OpenError, OpenReport, recover};
@@ -129,7 +129,9 @@ impl Shared {
                     let index = self.index.read();
                     (index.sparse_around_time(t).0, index.end_position, index.end)
                 };
-                let Some(entry) = before else { return Ok(0) };
+                let Some(entry) = before else {
+                    return Ok(FIRST_POSITION);
+                };
                 let mut scanner = self.scanner(entry.loc, end);
                 while let Some(event) = scanner.next_event()? {
                     if event.recorded_at > t {
@@ -208,7 +210,9 @@ impl Shared {
                 let index = self.index.read();
                 (index.sparse_at_or_before_position(upto), index.end)
             };
-            let Some(entry) = entry else { break };
+            let Some(entry) = entry.filter(|e| e.position <= upto) else {
+                break;
+            };
             let mut chunk = Vec::new();
             let mut scanner = self.scanner(entry.loc, end);
             while let Some(event) = scanner.next_event()? {
@@ -438,10 +442,10 @@ impl EmbeddedStore {
     pub fn close(&self) {
         self.queue.close();
         drop(self.sender.lock().take());
-        if let Some(handle) = self.writer.lock().take() {
-            if handle.join().is_err() {
-                tracing::error!("the writer thread panicked");
-            }
+        if let Some(handle) = self.writer.lock().take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
         }
     }
 
@@ -463,7 +467,7 @@ impl EmbeddedStore {
             disk_full: get(&s.disk_full),
             other_errors: get(&s.other_errors),
             writer_failed: self.shared.failed(),
-            events: index.end_position,
+            events: index.events(),
             streams: index.streams.len() as u64,
             segments: self.shared.segments.read().len() as u64,
         }
@@ -533,6 +537,8 @@ struct Follow {
     shared: Arc<Shared>,
     committed: watch::Receiver<u64>,
     buffer: VecDeque<RecordedEvent>,
+    /// Where the next read starts: a raw position for `$all`, a version for a stream.
+    next: u64,
     done: bool,
 }
 
@@ -540,7 +546,7 @@ impl Follow {
     /// Fills the buffer with `read`, or waits for the next commit. `Err` ends the subscription.
     async fn next(
         &mut self,
-        mut read: impl FnMut(&Shared, u64) -> Result<Vec<RecordedEvent>, ReadError>,
+        mut read: impl FnMut(&Shared, &mut u64, u64) -> Result<Vec<RecordedEvent>, ReadError>,
     ) -> Option<Result<RecordedEvent, SubscribeError>> {
         loop {
             if let Some(e) = self.buffer.pop_front() {
@@ -552,7 +558,7 @@ impl Follow {
             // Marking the current end as seen before reading means a commit that lands during
             // the read wakes the wait below: no event can slip between catch-up and live.
             let end = *self.committed.borrow_and_update();
-            match read(&self.shared, end) {
+            match read(&self.shared, &mut self.next, end) {
                 Ok(events) if !events.is_empty() => self.buffer.extend(events),
                 Ok(_) => {
                     if self.committed.changed().await.is_err() {
@@ -709,7 +715,7 @@ impl EventStore for EmbeddedStore {
     }
 
     fn subscribe_all(&self, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
-        let mut next = match from {
+        let next = match from {
             SubscribeFrom::Start => 0,
             SubscribeFrom::End => *self.committed.borrow(),
             SubscribeFrom::After(p) => p.raw().saturating_add(1),
@@ -719,15 +725,16 @@ impl EventStore for EmbeddedStore {
             shared: self.shared.clone(),
             committed: self.committed.clone(),
             buffer: VecDeque::new(),
+            next,
             done: false,
         };
         futures::stream::unfold(follow, move |mut follow| {
             let filter = filter.clone();
             async move {
                 let item = follow
-                    .next(|shared, end| {
-                        let (events, resume) = shared.scan_forward(next, end, &filter, batch)?;
-                        next = next.max(resume);
+                    .next(|shared, next, end| {
+                        let (events, resume) = shared.scan_forward(*next, end, &filter, batch)?;
+                        *next = (*next).max(resume);
                         Ok(events)
                     })
                     .await?;
@@ -738,7 +745,7 @@ impl EventStore for EmbeddedStore {
     }
 
     fn subscribe_stream(&self, stream: StreamName, from: SubscribeFrom<Version>) -> Subscription {
-        let mut next = match from {
+        let next = match from {
             SubscribeFrom::Start => 0,
             SubscribeFrom::End => self
                 .shared
@@ -753,17 +760,18 @@ impl EventStore for EmbeddedStore {
             shared: self.shared.clone(),
             committed: self.committed.clone(),
             buffer: VecDeque::new(),
+            next,
             done: false,
         };
         futures::stream::unfold(follow, move |mut follow| {
             let stream = stream.clone();
             async move {
                 let item = follow
-                    .next(|shared, _| {
-                        let options = ReadStream::forward().from_version(next).limit(batch);
+                    .next(|shared, next, _| {
+                        let options = ReadStream::forward().from_version(*next).limit(batch);
                         match shared.read_stream(&stream, &options) {
                             Ok(events) => {
-                                next += events.len() as u64;
+                                *next += events.len() as u64;
                                 Ok(events)
                             }
                             Err(ReadError::StreamNotFound(_)) => Ok(Vec::new()),

@@ -149,7 +149,7 @@ pub fn verify(dir: &Path, options: &Options) -> Result<VerifyReport, VerifyError
     }
     Ok(VerifyReport {
         segments: index.end.segment() + 1,
-        events: index.end_position,
+        events: index.events(),
         streams: index.streams.len() as u64,
         bytes: report.checked_bytes,
         snapshot_checked,
@@ -173,7 +173,7 @@ fn compare(saved: &Index, rebuilt: &Index) -> Result<(), String> {
         }
     }
     let saved_events: usize = saved.streams.values().map(|s| s.locs.len()).sum();
-    if saved_events as u64 != saved.end_position || saved.ids.len() as u64 != saved.end_position {
+    if saved_events as u64 != saved.events() || saved.ids.len() as u64 != saved.events() {
         return Err("its stream and id counts do not add up to its event count".into());
     }
     for (id, loc) in &saved.ids {

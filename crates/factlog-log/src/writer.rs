@@ -136,11 +136,11 @@ impl Writer {
         if self.shared.failed().is_some() {
             return;
         }
-        if self.unsynced_bytes > 0 {
-            if let Err(e) = self.sync() {
-                self.fail(format!("fsync on close failed: {e}"));
-                return;
-            }
+        if self.unsynced_bytes > 0
+            && let Err(e) = self.sync()
+        {
+            self.fail(format!("fsync on close failed: {e}"));
+            return;
         }
         let index = self.shared.index.read();
         if let Err(e) = snapshot::save(&*self.shared.options.storage, &self.shared.dir, &index) {
@@ -433,18 +433,17 @@ impl Writer {
         }
         self.active_len += len;
         self.unsynced_bytes += len;
-        if options.sync_mode == SyncMode::Durable
-            || self.unsynced_bytes >= options.write_batch_bytes_max as u64
+        if (options.sync_mode == SyncMode::Durable
+            || self.unsynced_bytes >= options.write_batch_bytes_max as u64)
+            && let Err(e) = self.sync()
         {
-            if let Err(e) = self.sync() {
-                // After a failed fsync nothing about the unsynced data can be trusted
-                // (PostgreSQL's "fsyncgate"): never retry, never acknowledge.
-                let _ = self.active.file.set_len(offset);
-                self.active_len = offset;
-                let reason = format!("fsync of {} failed: {e}", self.active.display_path());
-                self.fail(reason.clone());
-                return Err(AppendError::WriterFailed { reason });
-            }
+            // After a failed fsync nothing about the unsynced data can be trusted
+            // (PostgreSQL's "fsyncgate"): never retry, never acknowledge.
+            let _ = self.active.file.set_len(offset);
+            self.active_len = offset;
+            let reason = format!("fsync of {} failed: {e}", self.active.display_path());
+            self.fail(reason.clone());
+            return Err(AppendError::WriterFailed { reason });
         }
         self.shared
             .stats
@@ -455,12 +454,12 @@ impl Writer {
 
     /// Seals the active segment and starts the next one, whose first event is `first_position`.
     fn roll(&mut self, first_position: u64) -> Result<(), AppendError> {
-        if self.unsynced_bytes > 0 {
-            if let Err(e) = self.sync() {
-                let reason = format!("fsync of {} failed: {e}", self.active.display_path());
-                self.fail(reason.clone());
-                return Err(AppendError::WriterFailed { reason });
-            }
+        if self.unsynced_bytes > 0
+            && let Err(e) = self.sync()
+        {
+            let reason = format!("fsync of {} failed: {e}", self.active.display_path());
+            self.fail(reason.clone());
+            return Err(AppendError::WriterFailed { reason });
         }
         let id = self.active.id + 1;
         match create_segment(

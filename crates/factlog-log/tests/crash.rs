@@ -156,13 +156,13 @@ fn parent() {
 
 async fn check(store: &EmbeddedStore, acked: &[Ack], cycle: u64, seed: u64) {
     let all = all_events(store).await;
-    // No gap, no duplicate: positions are 0..n, ids are unique, versions are dense per stream.
+    // No gap, no duplicate: positions are 1..=n, ids are unique, versions are dense per stream.
     let mut ids = HashSet::new();
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     for (i, e) in all.iter().enumerate() {
         assert_eq!(
             e.position.raw(),
-            i as u64,
+            i as u64 + 1,
             "cycle {cycle} seed {seed}: gap in positions"
         );
         assert!(
@@ -181,12 +181,15 @@ async fn check(store: &EmbeddedStore, acked: &[Ack], cycle: u64, seed: u64) {
     // Every acknowledged event is there, at its version and position, with its id.
     for a in acked {
         for i in 0..a.count {
-            let e = &all.get((a.first_position + i) as usize).unwrap_or_else(|| {
-                panic!(
-                    "cycle {cycle} seed {seed}: acknowledged position {} is lost",
-                    a.first_position + i
-                )
-            });
+            // Positions start at 1, so position p is the (p - 1)th event of $all.
+            let e = &all
+                .get((a.first_position + i - 1) as usize)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "cycle {cycle} seed {seed}: acknowledged position {} is lost",
+                        a.first_position + i
+                    )
+                });
             assert_eq!(e.stream.as_str(), a.stream, "cycle {cycle} seed {seed}");
             assert_eq!(e.version, a.first_version + i, "cycle {cycle} seed {seed}");
             assert_eq!(

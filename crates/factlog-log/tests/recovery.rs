@@ -82,7 +82,7 @@ fn torn_tail_at_every_byte_of_the_last_append() {
                 .unwrap();
             assert_eq!(
                 r.first_position.raw(),
-                4,
+                5,
                 "cut at {cut}: positions continue without a gap"
             );
         });
@@ -321,4 +321,38 @@ fn a_missing_segment_refuses_to_open() {
         EmbeddedStore::open(dir.path(), options()),
         Err(OpenError::MissingSegment { .. })
     ));
+}
+
+/// A snapshot that belongs to another log (same length, other events) is not trusted.
+#[test]
+fn a_snapshot_of_another_log_is_not_trusted() {
+    let rt = rt();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(a.path());
+        append_n(&store, "a-1", 10, 100).await;
+        drop(store);
+        let store = open(b.path());
+        append_n(&store, "b-1", 20, 40).await;
+    });
+    std::fs::copy(a.path().join(SNAPSHOT_FILE), b.path().join(SNAPSHOT_FILE)).unwrap();
+    let store = open(b.path());
+    assert_eq!(store.open_report().index_source, IndexSource::Rebuilt);
+    rt.block_on(async {
+        assert_eq!(
+            store
+                .read_stream(&stream("b-1"), ReadStream::forward())
+                .await
+                .unwrap()
+                .len(),
+            20
+        );
+        assert!(matches!(
+            store
+                .read_stream(&stream("a-1"), ReadStream::forward())
+                .await,
+            Err(ReadError::StreamNotFound(_))
+        ));
+    });
 }

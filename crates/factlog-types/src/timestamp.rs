@@ -34,7 +34,7 @@ impl Timestamp {
 
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
-            .expect("an i64 of microseconds is always within time's range")
+            .expect("an i64 of microseconds is within time's range with large-dates")
     }
 
     /// RFC 3339 in UTC with milliseconds, for example `2026-11-23T10:15:00.123Z`.
@@ -94,6 +94,15 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_timestamps_format_without_panicking() {
+        for micros in [i64::MIN, -1, 0, i64::MAX] {
+            let t = Timestamp::from_unix_micros(micros);
+            assert!(!t.to_rfc3339_millis().is_empty());
+            assert!(!format!("{t:?}").is_empty());
+        }
+    }
 
     #[test]
     fn rfc3339_round_trip_at_millisecond_precision() {

@@ -1,0 +1,54 @@
+//! `factlog info STREAM`: what one stream holds.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use factlog_store::{EventStore, StreamName};
+use serde_json::json;
+
+use crate::cmd::open_existing;
+use crate::output::Out;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The stream, such as `order-7`.
+    stream: StreamName,
+}
+
+pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let store = open_existing(dir)?;
+    let info = store.stream_info(&args.stream).await;
+    store.close();
+    let info = info?.ok_or_else(|| {
+        anyhow!(
+            "stream {} does not exist in {}; `factlog streams --prefix {}` lists similar names",
+            args.stream,
+            dir.display(),
+            args.stream.category()
+        )
+    })?;
+    if out.json() {
+        out.json_line(&json!({
+            "stream": info.stream.as_str(),
+            "category": info.stream.category(),
+            "lastVersion": info.last_version,
+            "eventCount": info.event_count,
+            "firstRecordedAt": info.first_recorded_at.to_rfc3339_millis(),
+            "lastRecordedAt": info.last_recorded_at.to_rfc3339_millis(),
+        }))?;
+    } else {
+        out.line(format_args!("stream:        {}", info.stream))?;
+        out.line(format_args!("category:      {}", info.stream.category()))?;
+        out.line(format_args!("events:        {}", info.event_count))?;
+        out.line(format_args!("last version:  {}", info.last_version))?;
+        out.line(format_args!(
+            "first event:   {}",
+            info.first_recorded_at.to_rfc3339_millis()
+        ))?;
+        out.line(format_args!(
+            "last event:    {}",
+            info.last_recorded_at.to_rfc3339_millis()
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! One module per `factlog` command, and what they share: opening the store and printing events.
+
+pub mod append;
+pub mod bench;
+pub mod info;
+pub mod read;
+pub mod stats;
+pub mod streams;
+pub mod verify;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use factlog_log::{EmbeddedStore, IndexSource, OpenReport, Options, segment_file_name};
+use factlog_store::RecordedEvent;
+use serde_json::{Value, json};
+
+/// Events asked of the store per call when a command reads more than that: bounds memory.
+pub const PAGE_EVENTS: usize = 4096;
+
+/// Whether `dir` holds a store (its first segment file).
+pub fn is_store(dir: &Path) -> bool {
+    dir.join(segment_file_name(0)).is_file()
+}
+
+/// Opens the store in `dir`, which must exist: commands that only read must not leave an empty
+/// store behind a mistyped `--data-dir`.
+pub fn open_existing(dir: &Path) -> anyhow::Result<EmbeddedStore> {
+    if !is_store(dir) {
+        bail!(
+            "no Factlog store in {} (no {} there); pass --data-dir DIR or set FACTLOG_DATA_DIR \
+             to the store's directory, or append an event to create a store there",
+            dir.display(),
+            segment_file_name(0)
+        );
+    }
+    open(dir)
+}
+
+/// Opens the store in `dir`, creating it when it does not exist.
+pub fn open(dir: &Path) -> anyhow::Result<EmbeddedStore> {
+    EmbeddedStore::open(dir, Options::default())
+        .with_context(|| format!("could not open the store in {}", dir.display()))
+}
+
+/// An event as one JSON object: the shape `factlog read --json` prints.
+pub fn event_json(event: &RecordedEvent) -> Value {
+    json!({
+        "eventId": event.id.to_string(),
+        "stream": event.stream.as_str(),
+        "version": event.version,
+        // A string, as everywhere in Factlog: JSON numbers lose precision above 2^53.
+        "position": event.position.to_string(),
+        "eventType": event.event_type.as_str(),
+        "schemaVersion": event.schema_version,
+        "contentType": event.content_type.as_str(),
+        "recordedAt": event.recorded_at.to_rfc3339_millis(),
+        "data": data_json(event),
+        "metadata": Value::Object(event.metadata.clone()),
+    })
+}
+
+/// The data as JSON when it is JSON, otherwise as (lossily decoded) text.
+fn data_json(event: &RecordedEvent) -> Value {
+    if event.content_type.is_json()
+        && let Ok(value) = serde_json::from_slice(&event.data)
+    {
+        return value;
+    }
+    Value::String(String::from_utf8_lossy(&event.data).into_owned())
+}
+
+/// An event as one line of text: position, stream@version, type, time, data, metadata.
+pub fn event_text(event: &RecordedEvent) -> String {
+    let data = match data_json(event) {
+        Value::String(text) if !event.content_type.is_json() => text,
+        value => value.to_string(),
+    };
+    let mut line = format!(
+        "{:>10}  {}@{}  {}  {}  {}",
+        event.position.to_string(),
+        event.stream,
+        event.version,
+        event.event_type,
+        event.recorded_at.to_rfc3339_millis(),
+        data
+    );
+    if !event.metadata.is_empty() {
+        line.push_str("  metadata=");
+        line.push_str(&Value::Object(event.metadata.clone()).to_string());
+    }
+    line
+}
+
+/// What opening found and did, as JSON (`factlog stats --json` and the bench's details).
+pub fn open_report_json(report: &OpenReport) -> Value {
+    json!({
+        "durationMillis": report.duration.as_secs_f64() * 1000.0,
+        "indexSource": index_source_name(report.index_source),
+        "snapshotProblem": report.snapshot_problem,
+        "segments": report.segments,
+        "events": report.events,
+        "checkedBytes": report.checked_bytes,
+        "truncatedBytes": report.truncated_bytes,
+        "truncatedAt": report.truncated_at.as_ref().map(|(file, offset)| json!({"file": file, "offset": offset})),
+        "removedSegments": report.removed_segments,
+    })
+}
+
+pub fn index_source_name(source: IndexSource) -> &'static str {
+    match source {
+        IndexSource::Snapshot => "snapshot",
+        IndexSource::Rebuilt => "rebuilt",
+    }
+}
+
+/// `1 event` / `2 events`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}

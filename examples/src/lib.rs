@@ -1,0 +1,1 @@
+//! Runnable examples of Factlog live beside this crate: `cargo run -p factlog-examples --example quickstart`.

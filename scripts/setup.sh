@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing Factlog needs on a fresh machine, and does nothing where it
+# is already there. Rust (cargo, rustfmt, clippy) comes with the toolchain; a C/C++ compiler builds
+# the fuzz target's libFuzzer.
+set -euo pipefail
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v c++ >/dev/null || need_apt+=(g++)
+if ((${#need_apt[@]})); then
+    echo "installing ${need_apt[*]} from Debian's packages"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+for tool in cargo rustfmt cargo-clippy; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: install the Rust toolchain (rustup) with rustfmt and clippy" >&2; exit 1; }
+done

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, exactly as CI does: formatting, lints, every test of the workspace
+# (unit, conformance, crash, fault, recovery, property and CLI tests), and the fuzz target's build.
+#
+# Environment:
+#   FACTLOG_CRASH_CYCLES  kill -9 cycles of the crash test (default 50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "fuzz target builds"
+cargo build --manifest-path fuzz/Cargo.toml --target-dir target/fuzz
+
+echo
+echo "all checks passed"
