@@ -217,9 +217,23 @@ pub fn frame_len(b: &[u8]) -> Result<usize, DecodeError> {
     Ok(len)
 }
 
-/// Decodes and checks the frame at the start of `b`. The event's data is a slice of `b`, not a
-/// copy. Returns the frame and its length.
-pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
+/// The checked fixed part of a frame and its stream name, read without decoding the rest:
+/// what recovery needs to index a frame. The CRC covers the whole frame, so the variable fields
+/// are as the writer validated them; [`decode_frame`] checks them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader<'a> {
+    pub len: usize,
+    pub flags: u8,
+    pub position: u64,
+    pub version: u64,
+    pub recorded_at: Timestamp,
+    pub id: u128,
+    pub stream: &'a str,
+}
+
+/// Checks the frame at the start of `b` (length, CRC, format version, flags, field lengths, the
+/// stream name's UTF-8) and returns its header.
+pub fn check_frame(b: &[u8]) -> Result<FrameHeader<'_>, DecodeError> {
     let len = frame_len(b)?;
     if b.len() < len {
         return Err(DecodeError::Truncated {
@@ -241,50 +255,133 @@ pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
             "unknown flags {flags:#04x}"
         )));
     }
-    let s = usize::from(u16_at(b, 10));
-    let t = usize::from(u16_at(b, 12));
-    let c = usize::from(b[14]);
-    let m = u32_at(b, 60) as usize;
-    let d = u32_at(b, 64) as usize;
+    let (s, t, c) = (
+        usize::from(u16_at(b, 10)),
+        usize::from(u16_at(b, 12)),
+        usize::from(b[14]),
+    );
+    let (m, d) = (u32_at(b, 60) as usize, u32_at(b, 64) as usize);
     if FRAME_FIXED_BYTES + s + t + c + m + d != len {
         return Err(DecodeError::InvalidField(
             "field lengths do not add up to the frame length".into(),
         ));
     }
-    let mut at = FRAME_FIXED_BYTES;
+    let stream = std::str::from_utf8(&b[FRAME_FIXED_BYTES..FRAME_FIXED_BYTES + s])
+        .map_err(|_| DecodeError::InvalidField("stream name is not UTF-8".into()))?;
+    Ok(FrameHeader {
+        len,
+        flags,
+        position: u64_at(b, 16),
+        version: u64_at(b, 24),
+        recorded_at: Timestamp::from_unix_micros(u64_at(b, 32) as i64),
+        // The id is stored as the UUID's 16 bytes, which read big-endian as `EventId::to_u128`.
+        id: u128::from_be_bytes(b[40..56].try_into().expect("16 bytes")),
+        stream,
+    })
+}
+
+/// Decodes and checks the frame at the start of `b`. The event's data is a slice of `b`, not a
+/// copy. Returns the frame and its length.
+pub fn decode_frame(b: &Bytes) -> Result<(Frame, usize), DecodeError> {
+    decode_frame_with(b, &mut DecodeCache::default())
+}
+
+/// The names of the last frame decoded. Neighbouring events of a log mostly share their stream,
+/// type and content type; a reader that keeps this between frames shares those names (a
+/// reference count) instead of checking and allocating them again for each event.
+#[derive(Debug, Default)]
+pub struct DecodeCache {
+    stream: Option<StreamName>,
+    event_type: Option<EventType>,
+    content_type: Option<ContentType>,
+}
+
+/// The cached name if its bytes are `raw`, else `make(raw as UTF-8)`, which becomes the cached
+/// one. Comparing bytes first skips the UTF-8 check for a repeated name.
+fn cached<T: Clone>(
+    slot: &mut Option<T>,
+    raw: &[u8],
+    what: &str,
+    as_str: impl Fn(&T) -> &str,
+    make: impl FnOnce(&str) -> Result<T, factlog_store::InvalidName>,
+) -> Result<T, DecodeError> {
+    if let Some(v) = slot.as_ref().filter(|v| as_str(v).as_bytes() == raw) {
+        return Ok(v.clone());
+    }
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| DecodeError::InvalidField(format!("{what} is not UTF-8")))?;
+    let v = make(text).map_err(|e| DecodeError::InvalidField(e.to_string()))?;
+    *slot = Some(v.clone());
+    Ok(v)
+}
+
+/// [`decode_frame`], sharing names with the previous frame through `cache`.
+pub fn decode_frame_with(
+    b: &Bytes,
+    cache: &mut DecodeCache,
+) -> Result<(Frame, usize), DecodeError> {
+    let header = check_frame(b)?;
+    let len = header.len;
+    let (s, t, c) = (
+        usize::from(u16_at(b, 10)),
+        usize::from(u16_at(b, 12)),
+        usize::from(b[14]),
+    );
+    let m = u32_at(b, 60) as usize;
+    let mut at = FRAME_FIXED_BYTES + s;
     let mut field = |n: usize| {
         let r = at..at + n;
         at += n;
         r
     };
-    let (sr, tr, cr, mr, dr) = (field(s), field(t), field(c), field(m), field(d));
-    let utf8 = |r: std::ops::Range<usize>, what: &str| {
-        std::str::from_utf8(&b[r])
-            .map_err(|_| DecodeError::InvalidField(format!("{what} is not UTF-8")))
+    let (tr, cr, mr, dr) = (field(t), field(c), field(m), at..len);
+    let stream = cached(
+        &mut cache.stream,
+        header.stream.as_bytes(),
+        "stream name",
+        StreamName::as_str,
+        |t| StreamName::new(t),
+    )?;
+    let event_type = cached(
+        &mut cache.event_type,
+        &b[tr],
+        "event type",
+        EventType::as_str,
+        |t| EventType::new(t),
+    )?;
+    let content_type = cached(
+        &mut cache.content_type,
+        &b[cr],
+        "content type",
+        ContentType::as_str,
+        |t| ContentType::new(t),
+    )?;
+    // Most events carry no metadata: skip the JSON parser for the empty object.
+    let metadata: Metadata = if &b[mr.clone()] == b"{}" {
+        Metadata::new()
+    } else {
+        serde_json::from_slice(&b[mr])
+            .map_err(|e| DecodeError::InvalidField(format!("metadata: {e}")))?
     };
-    let stream = StreamName::new(utf8(sr, "stream name")?)
-        .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
-    let event_type = EventType::new(utf8(tr, "event type")?)
-        .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
-    let content_type = ContentType::new(utf8(cr, "content type")?)
-        .map_err(|e| DecodeError::InvalidField(e.to_string()))?;
-    let metadata: Metadata = serde_json::from_slice(&b[mr])
-        .map_err(|e| DecodeError::InvalidField(format!("metadata: {e}")))?;
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&b[40..56]);
     let event = RecordedEvent {
-        id: EventId::from_bytes(id),
+        id: EventId::from_bytes(header.id.to_be_bytes()),
         stream,
-        version: u64_at(b, 24),
-        position: Position::from_raw(u64_at(b, 16)),
+        version: header.version,
+        position: Position::from_raw(header.position),
         event_type,
         schema_version: u32_at(b, 56),
         content_type,
         data: b.slice(dr),
         metadata,
-        recorded_at: Timestamp::from_unix_micros(u64_at(b, 32) as i64),
+        recorded_at: header.recorded_at,
     };
-    Ok((Frame { flags, event }, len))
+    Ok((
+        Frame {
+            flags: header.flags,
+            event,
+        },
+        len,
+    ))
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {

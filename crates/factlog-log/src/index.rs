@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use factlog_store::{StreamName, Timestamp};
-use hashbrown::HashMap;
 
 use crate::format::FIRST_POSITION;
+use crate::ids::IdIndex;
 use crate::segment::Loc;
 
 /// A sparse entry is added at least every this many bytes of log, and at every segment start.
@@ -42,7 +42,7 @@ pub struct Index {
     pub streams: BTreeMap<StreamName, StreamEntry>,
     /// Streams per category.
     pub categories: BTreeMap<String, u64>,
-    pub ids: HashMap<u128, Loc>,
+    pub ids: IdIndex,
     pub sparse: Vec<SparseEntry>,
     /// The position the next event will get.
     pub end_position: u64,
@@ -58,7 +58,7 @@ impl Index {
         Self {
             streams: BTreeMap::new(),
             categories: BTreeMap::new(),
-            ids: HashMap::new(),
+            ids: IdIndex::default(),
             sparse: Vec::new(),
             end_position: FIRST_POSITION,
             end,
@@ -74,10 +74,16 @@ impl Index {
 
     /// The last version of `stream`, or `None` when it does not exist.
     pub fn last_version(&self, stream: &StreamName) -> Option<u64> {
+        self.last_version_of(stream.as_str())
+    }
+
+    /// [`Index::last_version`] by the name's text.
+    pub fn last_version_of(&self, stream: &str) -> Option<u64> {
         self.streams.get(stream).and_then(StreamEntry::last_version)
     }
 
-    /// Adds a frame that was just made durable. Frames must come in log order.
+    /// Adds a frame that was just made durable. Frames must come in log order, and the stream
+    /// name of a new stream must be valid (the writer's are; recovery checks them).
     pub fn add(&mut self, event: &IndexedEvent<'_>) {
         debug_assert_eq!(
             event.position, self.end_position,
@@ -104,12 +110,13 @@ impl Index {
             }
             None => {
                 debug_assert_eq!(event.version, 0);
+                let name = StreamName::new(event.stream).expect("new stream names are checked");
                 *self
                     .categories
-                    .entry(event.stream.category().to_owned())
+                    .entry(name.category().to_owned())
                     .or_default() += 1;
                 self.streams.insert(
-                    event.stream.clone(),
+                    name,
                     StreamEntry {
                         locs: vec![event.loc],
                     },
@@ -142,7 +149,7 @@ impl Index {
 /// What the index needs to know of one frame.
 #[derive(Debug)]
 pub struct IndexedEvent<'a> {
-    pub stream: &'a StreamName,
+    pub stream: &'a str,
     pub id: u128,
     pub version: u64,
     pub position: u64,

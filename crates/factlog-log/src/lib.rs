@@ -21,6 +21,7 @@
 
 pub mod fault;
 mod format;
+mod ids;
 mod index;
 mod options;
 mod recovery;

@@ -141,7 +141,6 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
             SEGMENT_HEADER_BYTES as u64,
             &mut check,
             &mut report,
-            |_| Ok(()),
             Some(end),
         ) {
             if options.recovery == Recovery::TruncateCorruption {
@@ -177,15 +176,8 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered, OpenError> {
             });
         }
         let file_len = seg.file.size().map_err(io_err(&seg.path))?;
-        if let Err(bad) = scan_segment(
-            ScanMode::Index,
-            &seg,
-            start,
-            &mut index,
-            &mut report,
-            |_| Ok(()),
-            None,
-        ) {
+        if let Err(bad) = scan_segment(ScanMode::Index, &seg, start, &mut index, &mut report, None)
+        {
             let is_last = seg_idx == segments.len() - 1;
             if is_last && file_len.saturating_sub(bad.offset) <= UNSYNCED_BYTES_MAX {
                 tracing::warn!(
@@ -432,8 +424,12 @@ impl BadFrame {
 /// What a scan does with the frames it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanMode {
-    /// Check everything and add the events to the index.
+    /// Check each frame's checksum and header and the log's invariants, and add the events to
+    /// the index: what opening the store does.
     Index,
+    /// As `Index`, and also decode every field of every frame (event type, content type,
+    /// metadata JSON): what `factlog verify` does.
+    Verify,
     /// Check checksums, positions and times, but not stream versions, and index nothing: for a
     /// scan that starts in the middle of the log without the index of what came before.
     ChecksumsOnly,
@@ -441,7 +437,8 @@ pub enum ScanMode {
 
 /// An event of an append whose commit frame has not been read yet.
 struct PendingEvent {
-    stream: StreamName,
+    /// The stream name's bytes, a slice of the read buffer (checked UTF-8).
+    stream: Bytes,
     id: u128,
     version: u64,
     position: u64,
@@ -450,19 +447,21 @@ struct PendingEvent {
     frame_len: u64,
 }
 
+fn stream_str(stream: &Bytes) -> &str {
+    std::str::from_utf8(stream).expect("checked by check_frame")
+}
+
 /// Reads every frame of `seg` from `start` (up to `stop`, or the end of the file), checks it
-/// and the log's invariants, and adds complete appends to `index`. `visit` sees each frame of
-/// a complete append. Stops at the first bad frame.
+/// and the log's invariants, and adds complete appends to `index`. Stops at the first bad frame.
 pub fn scan_segment(
     mode: ScanMode,
     seg: &Segment,
     start: u64,
     index: &mut Index,
     report: &mut OpenReport,
-    mut visit: impl FnMut(&format::Frame) -> Result<(), String>,
     stop: Option<u64>,
 ) -> Result<(), BadFrame> {
-    let check_versions = mode == ScanMode::Index;
+    let check_versions = mode != ScanMode::ChecksumsOnly;
     const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
     let file_len = seg.file.size().map_err(|e| BadFrame {
         offset: start,
@@ -472,9 +471,9 @@ pub fn scan_segment(
     let end = stop.unwrap_or(file_len).min(file_len);
     let mut offset = start;
     let mut committed_end = start;
-    let mut pending: Vec<(PendingEvent, format::Frame)> = Vec::new();
-    // Versions handed out to pending events, per stream.
-    let mut pending_versions: HashMap<StreamName, u64> = HashMap::new();
+    let mut pending: Vec<PendingEvent> = Vec::new();
+    // Versions handed out to pending events, per stream (keyed by the name's bytes).
+    let mut pending_versions: HashMap<Bytes, u64> = HashMap::new();
     let mut buf = Bytes::new();
     let mut buf_offset = start;
     let bad = |offset: u64, committed_end: u64, reason: String| BadFrame {
@@ -517,37 +516,54 @@ pub fn scan_segment(
             buf_offset = offset;
         }
         let at = (offset - buf_offset) as usize;
-        let frame = match format::decode_frame(&buf.slice(at..at + len as usize)) {
-            Ok((frame, _)) => frame,
+        let frame_bytes = buf.slice(at..at + len as usize);
+        let e = match format::check_frame(&frame_bytes) {
+            Ok(header) => header,
             Err(e) => return Err(bad(offset, committed_end, e.to_string())),
         };
+        if mode == ScanMode::Verify
+            && let Err(e) = format::decode_frame(&frame_bytes)
+        {
+            return Err(bad(offset, committed_end, e.to_string()));
+        }
         report.checked_bytes += len;
-        let e = &frame.event;
         let expected_position = index.end_position + pending.len() as u64;
-        if e.position.raw() != expected_position {
+        if e.position != expected_position {
             return Err(bad(
                 offset,
                 committed_end,
                 format!("position {} where {expected_position} was due", e.position),
             ));
         }
-        let next_version = pending_versions
-            .get(&e.stream)
-            .copied()
-            .unwrap_or_else(|| index.last_version(&e.stream).map_or(0, |v| v + 1));
-        if check_versions && e.version != next_version {
-            return Err(bad(
-                offset,
-                committed_end,
-                format!(
-                    "stream {} version {} where {next_version} was due",
-                    e.stream, e.version
-                ),
-            ));
+        let stream = frame_bytes.slice_ref(e.stream.as_bytes());
+        if check_versions {
+            let next_version = match pending_versions.get(&stream) {
+                Some(&v) => v,
+                None => match index.last_version_of(e.stream) {
+                    Some(v) => v + 1,
+                    None => {
+                        // A stream the index does not know: its name must be valid.
+                        if let Err(invalid) = StreamName::new(e.stream) {
+                            return Err(bad(offset, committed_end, invalid.to_string()));
+                        }
+                        0
+                    }
+                },
+            };
+            if e.version != next_version {
+                return Err(bad(
+                    offset,
+                    committed_end,
+                    format!(
+                        "stream {} version {} where {next_version} was due",
+                        e.stream, e.version
+                    ),
+                ));
+            }
         }
         let last_time = pending
             .last()
-            .map_or(index.last_recorded_at, |(p, _)| p.recorded_at);
+            .map_or(index.last_recorded_at, |p| p.recorded_at);
         if e.recorded_at < last_time {
             return Err(bad(
                 offset,
@@ -555,31 +571,30 @@ pub fn scan_segment(
                 "recorded time goes backwards".into(),
             ));
         }
-        pending_versions.insert(e.stream.clone(), e.version + 1);
-        let is_commit = frame.flags & FLAG_COMMIT != 0;
-        pending.push((
-            PendingEvent {
-                stream: e.stream.clone(),
-                id: e.id.to_u128(),
-                version: e.version,
-                position: e.position.raw(),
-                recorded_at: e.recorded_at,
-                loc: Loc::new(seg.id, offset),
-                frame_len: len,
-            },
-            frame,
-        ));
+        let is_commit = e.flags & FLAG_COMMIT != 0;
+        let pending_event = PendingEvent {
+            stream: stream.clone(),
+            id: e.id,
+            version: e.version,
+            position: e.position,
+            recorded_at: e.recorded_at,
+            loc: Loc::new(seg.id, offset),
+            frame_len: len,
+        };
+        if check_versions {
+            pending_versions.insert(stream, pending_event.version + 1);
+        }
+        pending.push(pending_event);
         offset += len;
         if is_commit {
-            for (p, frame) in pending.drain(..) {
-                visit(&frame).map_err(|reason| bad(p.loc.offset(), committed_end, reason))?;
+            for p in pending.drain(..) {
                 if mode == ScanMode::ChecksumsOnly {
                     index.end_position = p.position + 1;
                     index.last_recorded_at = p.recorded_at;
                     continue;
                 }
                 index.add(&IndexedEvent {
-                    stream: &p.stream,
+                    stream: stream_str(&p.stream),
                     id: p.id,
                     version: p.version,
                     position: p.position,
@@ -592,7 +607,7 @@ pub fn scan_segment(
             committed_end = offset;
         }
     }
-    if let Some((first, _)) = pending.first() {
+    if let Some(first) = pending.first() {
         return Err(bad(
             first.loc.offset(),
             committed_end,

@@ -80,7 +80,7 @@ impl Segment {
         self.path.display().to_string()
     }
 
-    fn corrupt(&self, offset: u64, e: impl std::fmt::Display) -> ReadError {
+    pub(crate) fn corrupt(&self, offset: u64, e: impl std::fmt::Display) -> ReadError {
         ReadError::Corrupt {
             file: self.display_path(),
             offset,
@@ -139,6 +139,7 @@ pub struct Scanner {
     offset: u64,
     buf: Bytes,
     buf_offset: u64,
+    names: format::DecodeCache,
 }
 
 /// Bytes a scanner reads at once.
@@ -153,6 +154,7 @@ impl Scanner {
             offset: from.offset(),
             buf: Bytes::new(),
             buf_offset: 0,
+            names: format::DecodeCache::default(),
         }
     }
 
@@ -210,7 +212,7 @@ impl Scanner {
             self.fill(len, seg_end)?;
             let at = (self.offset - self.buf_offset) as usize;
             let bytes = self.buf.slice(at..at + len);
-            let (frame, _) = format::decode_frame(&bytes)
+            let (frame, _) = format::decode_frame_with(&bytes, &mut self.names)
                 .map_err(|e| self.segments[self.segment].corrupt(self.offset, e))?;
             let loc = self.loc();
             self.offset += len as u64;

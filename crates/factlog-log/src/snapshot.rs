@@ -10,13 +10,14 @@ use std::path::Path;
 
 use factlog_store::{StreamName, Timestamp};
 
+use crate::ids::IdIndex;
 use crate::index::{Index, SparseEntry, StreamEntry};
 use crate::segment::Loc;
 use crate::storage::{OpenMode, Storage, StorageFile};
 
 pub const SNAPSHOT_FILE: &str = "index.snap";
 const SNAPSHOT_MAGIC: [u8; 8] = *b"FLOGIDX\0";
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Writes bytes to a file in large chunks, keeping a running CRC32C.
@@ -29,7 +30,6 @@ struct ChunkWriter<'a> {
 
 impl ChunkWriter<'_> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= CHUNK_BYTES {
             self.flush()?;
@@ -42,7 +42,9 @@ impl ChunkWriter<'_> {
     fn u64(&mut self, v: u64) -> io::Result<()> {
         self.put(&v.to_le_bytes())
     }
+    /// Writes what is buffered; the CRC covers everything flushed.
     fn flush(&mut self) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
         self.file.write_all_at(&self.buf, self.offset)?;
         self.offset += self.buf.len() as u64;
         self.buf.clear();
@@ -54,7 +56,7 @@ impl ChunkWriter<'_> {
 //   [u8; 8] magic "FLOGIDX\0", u32 version (1)
 //   u64 end position, u64 end location, i64 last recorded at (µs)
 //   u64 stream count, then per stream: u16 name length, name, u64 event count, u64 location each
-//   u64 id count, then per id: u128 event id, u64 location
+//   u64 id count, then every u128 event id in increasing order, then the u64 location of each
 //   u64 sparse count, then per entry: u64 position, i64 recorded at, u64 location
 //   u32 CRC32C of everything before it
 /// Saves `index` to `dir/index.snap` atomically (temporary file, fsync, rename, fsync dir).
@@ -82,8 +84,10 @@ pub fn save(storage: &dyn Storage, dir: &Path, index: &Index) -> io::Result<()> 
         }
     }
     w.u64(index.ids.len() as u64)?;
-    for (id, loc) in &index.ids {
+    for (id, _) in index.ids.sorted() {
         w.put(&id.to_le_bytes())?;
+    }
+    for (_, loc) in index.ids.sorted() {
         w.u64(loc.raw())?;
     }
     w.u64(index.sparse.len() as u64)?;
@@ -92,8 +96,9 @@ pub fn save(storage: &dyn Storage, dir: &Path, index: &Index) -> io::Result<()> 
         w.u64(e.recorded_at.unix_micros() as u64)?;
         w.u64(e.loc.raw())?;
     }
+    w.flush()?;
     let crc = w.crc;
-    w.buf.extend_from_slice(&crc.to_le_bytes());
+    w.put(&crc.to_le_bytes())?;
     w.flush()?;
     file.sync_data()?;
     drop(file);
@@ -101,9 +106,10 @@ pub fn save(storage: &dyn Storage, dir: &Path, index: &Index) -> io::Result<()> 
     storage.sync_dir(dir)
 }
 
-/// Reads a file sequentially in large chunks, keeping a running CRC32C.
+/// Reads a file sequentially in large chunks, keeping a running CRC32C of what it read.
 struct ChunkReader<'a> {
     file: &'a dyn StorageFile,
+    /// Where the checksummed content ends.
     len: u64,
     buf: Vec<u8>,
     at: usize,
@@ -114,29 +120,50 @@ struct ChunkReader<'a> {
 impl ChunkReader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
         if self.at + n > self.buf.len() {
-            let keep = self.buf.split_off(self.at);
-            let want = (CHUNK_BYTES.max(n) as u64).min(self.len - self.offset) as usize;
-            let mut next = vec![0u8; want];
-            self.file
-                .read_exact_at(&mut next, self.offset)
-                .map_err(|e| e.to_string())?;
-            self.offset += want as u64;
-            self.buf = keep;
-            self.buf.extend_from_slice(&next);
+            self.buf.drain(..self.at);
             self.at = 0;
+            let want = (CHUNK_BYTES.max(n) as u64).min(self.len - self.offset) as usize;
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            self.file
+                .read_exact_at(&mut self.buf[old..], self.offset)
+                .map_err(|e| e.to_string())?;
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf[old..]);
+            self.offset += want as u64;
             if n > self.buf.len() {
                 return Err("snapshot ends early".into());
             }
         }
         let s = &self.buf[self.at..self.at + n];
         self.at += n;
-        self.crc = crc32c::crc32c_append(self.crc, s);
         Ok(s)
     }
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
+    }
+    /// Reads `count` fixed-size little-endian values of `N` bytes, a chunk at a time.
+    fn array<const N: usize, T>(
+        &mut self,
+        count: u64,
+        parse: impl Fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, String> {
+        if count > self.len / N as u64 {
+            return Err("impossible array length".into());
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let per_chunk = CHUNK_BYTES / N;
+        while out.len() < count as usize {
+            let n = per_chunk.min(count as usize - out.len());
+            let bytes = self.take(n * N)?;
+            out.extend(
+                bytes
+                    .chunks_exact(N)
+                    .map(|c| parse(c.try_into().expect("N bytes"))),
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -181,10 +208,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
         if count > len / 8 {
             return Err("impossible stream length".into());
         }
-        let mut locs = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            locs.push(Loc::from_raw(r.u64()?));
-        }
+        let locs = r.array(count, |b| Loc::from_raw(u64::from_le_bytes(b)))?;
         *index
             .categories
             .entry(name.category().to_owned())
@@ -192,14 +216,9 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Index>, String> 
         index.streams.insert(name, StreamEntry { locs });
     }
     let ids = r.u64()?;
-    if ids > len / 24 {
-        return Err("impossible id count".into());
-    }
-    index.ids.reserve(ids as usize);
-    for _ in 0..ids {
-        let id = u128::from_le_bytes(r.take(16)?.try_into().expect("16 bytes"));
-        index.ids.insert(id, Loc::from_raw(r.u64()?));
-    }
+    let id_values = r.array(ids, u128::from_le_bytes)?;
+    let id_locs = r.array(ids, |b| Loc::from_raw(u64::from_le_bytes(b)))?;
+    index.ids = IdIndex::from_sorted(id_values, id_locs).ok_or("snapshot ids are not sorted")?;
     let sparse = r.u64()?;
     for _ in 0..sparse {
         let position = r.u64()?;

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::format::{FIRST_POSITION, FRAME_FIXED_BYTES};
+use crate::format::{self, FIRST_POSITION, FRAME_FIXED_BYTES};
 use crate::index::Index;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{OpenError, OpenReport, recover};
@@ -172,7 +172,7 @@ impl Shared {
             let index = self.index.read();
             (index.sparse_at_or_before_position(from), index.end)
         };
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(limit.min(4096));
         let Some(entry) = entry else {
             return Ok((events, from));
         };
@@ -290,9 +290,58 @@ impl Shared {
                 }
             }
         };
-        locs.into_iter()
-            .map(|loc| self.read_event_at(loc))
-            .collect()
+        self.read_events_at(&locs)
+    }
+
+    /// Reads the published events at `locs`, in that order. Neighbouring locations of one
+    /// segment (a stream written in batches sits in runs) are read with one `pread` per run
+    /// instead of one per event.
+    fn read_events_at(&self, locs: &[Loc]) -> Result<Vec<RecordedEvent>, ReadError> {
+        /// The widest span of log read at once for a run.
+        const RUN_BYTES_MAX: u64 = 256 * 1024;
+        /// Read past the last location of a run: enough for a typical last frame.
+        const TAIL_GUESS_BYTES: u64 = 1024;
+        let mut events = Vec::with_capacity(locs.len());
+        let mut names = format::DecodeCache::default();
+        let mut i = 0;
+        while i < locs.len() {
+            let segment = locs[i].segment();
+            let (mut lo, mut hi) = (locs[i].offset(), locs[i].offset());
+            let mut j = i + 1;
+            while let Some(next) = locs.get(j) {
+                let (l, h) = (lo.min(next.offset()), hi.max(next.offset()));
+                if next.segment() != segment || h - l > RUN_BYTES_MAX {
+                    break;
+                }
+                (lo, hi) = (l, h);
+                j += 1;
+            }
+            let seg = self.segment(segment);
+            let end = seg.published_len();
+            if j - i == 1 {
+                events.push(seg.read_frame(lo, end)?.0.event);
+                i = j;
+                continue;
+            }
+            let buf = seg.read_bytes(lo, ((hi + TAIL_GUESS_BYTES).min(end) - lo) as usize)?;
+            for loc in &locs[i..j] {
+                let at = (loc.offset() - lo) as usize;
+                let event = match format::frame_len(&buf[at..]) {
+                    Ok(len) if at + len <= buf.len() => {
+                        format::decode_frame_with(&buf.slice(at..at + len), &mut names)
+                            .map_err(|e| seg.corrupt(loc.offset(), e))?
+                            .0
+                            .event
+                    }
+                    // A frame longer than the guess past the run's last location (or a bad one,
+                    // which the single read reports).
+                    _ => seg.read_frame(loc.offset(), end)?.0.event,
+                };
+                events.push(event);
+            }
+            i = j;
+        }
+        Ok(events)
     }
 
     fn read_all(&self, options: &ReadAll) -> Result<Vec<RecordedEvent>, ReadError> {

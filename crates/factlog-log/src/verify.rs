@@ -125,12 +125,11 @@ pub fn verify(dir: &Path, options: &Options) -> Result<VerifyReport, VerifyError
             published_len: AtomicU64::new(0),
         };
         scan_segment(
-            ScanMode::Index,
+            ScanMode::Verify,
             &seg,
             SEGMENT_HEADER_BYTES as u64,
             &mut index,
             &mut report,
-            |_| Ok(()),
             None,
         )
         .map_err(|bad| corrupt(bad.offset, bad.reason))?;
@@ -176,9 +175,9 @@ fn compare(saved: &Index, rebuilt: &Index) -> Result<(), String> {
     if saved_events as u64 != saved.events() || saved.ids.len() as u64 != saved.events() {
         return Err("its stream and id counts do not add up to its event count".into());
     }
-    for (id, loc) in &saved.ids {
+    for (id, loc) in saved.ids.iter() {
         if rebuilt.ids.get(id) != Some(loc) {
-            return Err(format!("event id {} points elsewhere", uuid_string(*id)));
+            return Err(format!("event id {} points elsewhere", uuid_string(id)));
         }
     }
     for e in &saved.sparse {

@@ -350,7 +350,7 @@ impl Writer {
                     .expect("the writer's own frame decodes")
                     .0
                     .event
-            } else if let Some(&loc) = index.ids.get(&id.to_u128()) {
+            } else if let Some(loc) = index.ids.get(id.to_u128()) {
                 self.shared
                     .read_event_at(loc)
                     .map_err(|e| AppendError::Backend(e.to_string()))?
@@ -363,7 +363,7 @@ impl Writer {
                 }
                 // Events of one append are all new or all stored: check the rest are new.
                 if let Some(stored) = part.events.iter().filter_map(|e| e.id).find(|id| {
-                    batch.ids.contains_key(&id.to_u128()) || index.ids.contains_key(&id.to_u128())
+                    batch.ids.contains_key(&id.to_u128()) || index.ids.contains(id.to_u128())
                 }) {
                     return Err(AppendError::IdempotencyConflict {
                         event_id: stored,
@@ -489,7 +489,7 @@ impl Writer {
             let mut index = self.shared.index.write();
             for f in &batch.frames {
                 index.add(&IndexedEvent {
-                    stream: &f.stream,
+                    stream: f.stream.as_str(),
                     id: f.id,
                     version: f.version,
                     position: f.position,

@@ -13,7 +13,7 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 /// The media type of an event's data: `application/json` unless the writer says otherwise.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ContentType(String);
+pub struct ContentType(std::sync::Arc<str>);
 
 impl ContentType {
     pub const JSON: &'static str = "application/json";
@@ -21,7 +21,7 @@ impl ContentType {
     pub const BYTES_MAX: usize = 255;
 
     pub fn json() -> Self {
-        Self(Self::JSON.to_owned())
+        Self(Self::JSON.into())
     }
 
     pub fn new(value: impl Into<String>) -> Result<Self, InvalidName> {
@@ -43,7 +43,7 @@ impl ContentType {
                 index,
             });
         }
-        Ok(Self(value))
+        Ok(Self(value.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -51,7 +51,7 @@ impl ContentType {
     }
 
     pub fn is_json(&self) -> bool {
-        self.0 == Self::JSON
+        &*self.0 == Self::JSON
     }
 }
 

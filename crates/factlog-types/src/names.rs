@@ -1,6 +1,7 @@
 //! Validated names: stream names and event types.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -42,9 +43,10 @@ fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
 /// The name of a stream: 1..=255 bytes of UTF-8, no control characters, not starting with `$`.
 ///
 /// The category is the part before the first `-`: `account-42` is in category `account`.
+/// Cloning is cheap (a shared string), as a reader hands out the same name with every event.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct StreamName(String);
+pub struct StreamName(Arc<str>);
 
 impl StreamName {
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
@@ -55,7 +57,7 @@ impl StreamName {
                 what: "stream name",
             });
         }
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -66,24 +68,24 @@ impl StreamName {
     pub fn category(&self) -> &str {
         self.0
             .split_once('-')
-            .map_or(self.0.as_str(), |(category, _)| category)
+            .map_or(&*self.0, |(category, _)| category)
     }
 
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 }
 
 /// The type of an event, such as `MoneyDeposited`: 1..=255 bytes of UTF-8, no control characters.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct EventType(String);
+pub struct EventType(Arc<str>);
 
 impl EventType {
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
         let name = name.into();
         validate("event type", &name)?;
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     pub fn as_str(&self) -> &str {
