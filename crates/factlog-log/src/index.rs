@@ -37,7 +37,7 @@ pub struct SparseEntry {
 }
 
 /// Everything the store knows about the published (durable) part of the log.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Index {
     pub streams: BTreeMap<StreamName, StreamEntry>,
     /// Streams per category.

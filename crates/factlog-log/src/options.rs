@@ -65,6 +65,10 @@ pub struct Options {
     pub write_queue_appends_max: usize,
     /// Events a subscription reads from storage at a time.
     pub subscription_batch_events_max: usize,
+    /// Bytes of log written between index snapshots while the store runs. Opening after a crash
+    /// loads the last snapshot and scans the log after it, so this bounds that scan. Each
+    /// checkpoint copies the index (briefly holding the writer) and saves it on its own thread.
+    pub checkpoint_bytes: u64,
     pub sync_mode: SyncMode,
     pub recovery: Recovery,
     pub storage: Arc<dyn Storage>,
@@ -81,6 +85,7 @@ impl Default for Options {
             write_batch_bytes_max: 4 * 1024 * 1024,
             write_queue_appends_max: 4096,
             subscription_batch_events_max: 1024,
+            checkpoint_bytes: 512 * 1024 * 1024,
             sync_mode: SyncMode::Durable,
             recovery: Recovery::Strict,
             storage: Arc::new(FsStorage),
@@ -114,6 +119,9 @@ impl Options {
         }
         if self.append_events_max == 0 || self.write_queue_appends_max == 0 {
             return Err("append_events_max and write_queue_appends_max must be at least 1".into());
+        }
+        if self.checkpoint_bytes < 4096 {
+            return Err("checkpoint_bytes must be at least 4096".into());
         }
         if self.subscription_batch_events_max == 0 {
             return Err("subscription_batch_events_max must be at least 1".into());

@@ -202,6 +202,9 @@ impl Scanner {
                 }
                 self.segment += 1;
                 self.offset = SEGMENT_HEADER_BYTES as u64;
+                // The buffer holds the previous segment's bytes: never serve them as this one's.
+                self.buf = Bytes::new();
+                self.buf_offset = 0;
                 continue;
             }
             self.fill(4, seg_end)?;

@@ -22,7 +22,7 @@ use crate::index::Index;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{OpenError, OpenReport, recover};
 use crate::segment::{Loc, Scanner, Segment};
-use crate::writer::{AppendRequest, Writer};
+use crate::writer::{AppendRequest, Checkpoint, Writer};
 
 /// The name of the lock file that makes one process the owner of a data directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -41,6 +41,7 @@ pub(crate) struct StatsCounters {
     pub wrong_expected_version: AtomicU64,
     pub disk_full: AtomicU64,
     pub other_errors: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 impl StatsCounters {
@@ -77,6 +78,8 @@ pub struct Stats {
     pub wrong_expected_version: u64,
     pub disk_full: u64,
     pub other_errors: u64,
+    /// Index snapshots saved while running (every `checkpoint_bytes` of log).
+    pub checkpoints: u64,
     /// Why the writer stopped, if it did.
     pub writer_failed: Option<String>,
     /// Events in the store.
@@ -458,6 +461,7 @@ impl EmbeddedStore {
             active_len,
             unsynced_bytes: 0,
             last_recorded_at,
+            checkpoint: Checkpoint::default(),
             _lock: lock,
         };
         let handle = std::thread::Builder::new()
@@ -515,6 +519,7 @@ impl EmbeddedStore {
             wrong_expected_version: get(&s.wrong_expected_version),
             disk_full: get(&s.disk_full),
             other_errors: get(&s.other_errors),
+            checkpoints: get(&s.checkpoints),
             writer_failed: self.shared.failed(),
             events: index.events(),
             streams: index.streams.len() as u64,

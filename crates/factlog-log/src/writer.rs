@@ -82,8 +82,29 @@ pub struct Writer {
     pub active_len: u64,
     pub unsynced_bytes: u64,
     pub last_recorded_at: Timestamp,
+    pub checkpoint: Checkpoint,
     /// The data directory lock, released when the writer ends.
     pub _lock: Box<dyn Debug + Send + Sync>,
+}
+
+/// Index snapshots taken while the store runs.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    /// Log bytes published since the last snapshot was started.
+    bytes_since: u64,
+    /// The thread saving a snapshot, if one was started.
+    saving: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoint {
+    /// Waits for the snapshot being saved, if any.
+    fn finish(&mut self) {
+        if let Some(handle) = self.saving.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the index checkpoint thread panicked");
+        }
+    }
 }
 
 fn is_disk_full(e: &io::Error) -> bool {
@@ -133,6 +154,8 @@ impl Writer {
     }
 
     fn shutdown(&mut self) {
+        // Never two snapshot saves at once: they share the temporary file.
+        self.checkpoint.finish();
         if self.shared.failed().is_some() {
             return;
         }
@@ -515,5 +538,50 @@ impl Writer {
             .bytes_written
             .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
         self.committed.send_replace(end_position);
+        self.checkpoint.bytes_since += batch.buf.len() as u64;
+        if self.checkpoint.bytes_since >= self.shared.options.checkpoint_bytes {
+            self.start_checkpoint();
+        }
+    }
+
+    /// Saves a copy of the index as the snapshot on another thread, unless a save is still
+    /// running (then the next publish tries again). The snapshot only ever describes published,
+    /// durable frames, so after a crash it is a prefix of the log and the scan after it is
+    /// what remains to do.
+    fn start_checkpoint(&mut self) {
+        if self
+            .checkpoint
+            .saving
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+        {
+            return;
+        }
+        self.checkpoint.finish();
+        self.checkpoint.bytes_since = 0;
+        let started = Instant::now();
+        let index = self.shared.index.read().clone();
+        let copied = started.elapsed();
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("factlog-checkpoint".into())
+            .spawn(
+                move || match snapshot::save(&*shared.options.storage, &shared.dir, &index) {
+                    Ok(()) => {
+                        shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            events = index.events(),
+                            copy_ms = copied.as_millis() as u64,
+                            total_ms = started.elapsed().as_millis() as u64,
+                            "index checkpoint saved"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not save an index checkpoint"),
+                },
+            );
+        match spawned {
+            Ok(handle) => self.checkpoint.saving = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "could not start an index checkpoint"),
+        }
     }
 }

@@ -18,6 +18,16 @@ use factlog_log::{EmbeddedStore, Options};
 use factlog_store::{EventId, EventStore, ExpectedVersion, NewEvent};
 use rand::{Rng, SeedableRng};
 
+/// Small segments and frequent index checkpoints, so that kills also land in segment rolls and
+/// in checkpoint saves, and reopening loads checkpoints written by killed processes.
+fn options() -> Options {
+    Options {
+        segment_bytes_max: 1024 * 1024,
+        checkpoint_bytes: 256 * 1024,
+        ..Options::default()
+    }
+}
+
 const WRITERS: u64 = 8;
 
 /// The id of event `i` of append `seq` by `writer` in `cycle`: the parent recomputes it.
@@ -32,7 +42,7 @@ fn event_id(cycle: u64, writer: u64, seq: u64, i: u64) -> EventId {
 fn child(dir: &str, cycle: u64) {
     let rt = rt();
     rt.block_on(async {
-        let store = std::sync::Arc::new(EmbeddedStore::open(dir, Options::default()).unwrap());
+        let store = std::sync::Arc::new(EmbeddedStore::open(dir, options()).unwrap());
         let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();
         for writer in 0..WRITERS {
@@ -143,7 +153,7 @@ fn parent() {
         for line in lines.map_while(Result::ok) {
             acked.push(parse(&line));
         }
-        let store = EmbeddedStore::open(dir.path(), Options::default())
+        let store = EmbeddedStore::open(dir.path(), options())
             .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): reopen failed: {e}"));
         truncated_total += store.open_report().truncated_bytes;
         rt.block_on(check(&store, &acked, cycle, seed));

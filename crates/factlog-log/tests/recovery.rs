@@ -356,3 +356,51 @@ fn a_snapshot_of_another_log_is_not_trusted() {
         ));
     });
 }
+
+/// While the store runs it saves the index every `checkpoint_bytes` of log, so that opening the
+/// files as a crash leaves them scans only the log after the last checkpoint, with reads
+/// identical to the running store's.
+#[test]
+fn a_checkpoint_bounds_the_scan_after_a_crash() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        segment_bytes_max: 64 * 1024,
+        checkpoint_bytes: 64 * 1024,
+        ..Options::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), options()).unwrap();
+    let events = rt.block_on(async {
+        for n in 0..60 {
+            append_n(&store, &format!("ckpt-{}", n % 7), 10, 300).await;
+        }
+        all_events(&store).await
+    });
+    // The checkpoint thread counts a snapshot once it is saved; nothing appends after this.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.stats().checkpoints == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after {} bytes",
+            store.stats().bytes_written
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(dir.path().join(SNAPSHOT_FILE).exists());
+    let log_bytes = store.stats().bytes_written;
+
+    // The files as they are now, with the store still open: what kill -9 would leave.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    let reopened = EmbeddedStore::open(crashed.path(), options()).unwrap();
+    let report = reopened.open_report().clone();
+    assert_eq!(report.index_source, IndexSource::Snapshot);
+    assert!(
+        report.checked_bytes < log_bytes,
+        "checked {} of {log_bytes} bytes: the checkpoint did not shorten the scan",
+        report.checked_bytes
+    );
+    let again = rt.block_on(all_events(&reopened));
+    assert_eq!(again, events, "reads after the crash image differ");
+    drop(store);
+}
