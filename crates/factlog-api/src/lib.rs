@@ -1,0 +1,446 @@
+//! The JSON shapes of Factlog's HTTP API: what the server sends and accepts, and what the HTTP
+//! client parses. One definition for both sides, so that they cannot drift apart; the server's
+//! OpenAPI document is generated from these types (`utoipa::ToSchema`).
+//!
+//! Conventions: field names are camelCase; positions are strings (JSON numbers lose precision
+//! above 2^53, and positions are opaque to clients); times are RFC 3339 UTC with milliseconds.
+
+pub mod problem;
+
+use bytes::Bytes;
+use factlog_store::{
+    AppendResult, ContentType, EventId, EventType, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StreamInfo, StreamName, Timestamp, Version,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+pub use problem::{Problem, ProblemKind};
+
+/// The header that carries an append's expected version.
+pub const EXPECTED_VERSION_HEADER: &str = "expected-version";
+/// The header of a `409` that carries the stream's current version (absent: no stream).
+pub const CURRENT_VERSION_HEADER: &str = "current-version";
+/// The media type of every error body (RFC 9457).
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewEventJson {
+    /// The caller's id (a UUID): appending the same ids again is an idempotent retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The event type, such as `MoneyDeposited`.
+    pub event_type: String,
+    /// The event's data: any JSON value (a string of text when `contentType` is not JSON).
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// A JSON object; `correlationId` and `causationId` are the conventional keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+    /// The version of the event type's schema; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub schema_version: Option<u32>,
+    /// The media type of `data`; `application/json` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// Why a [`NewEventJson`] is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    /// The field at fault, such as `eventType`.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl NewEventJson {
+    /// Checks the fields and builds the event.
+    pub fn into_new_event(self) -> Result<NewEvent, InvalidField> {
+        let invalid = |field, reason: String| InvalidField { field, reason };
+        let event_type =
+            EventType::new(self.event_type).map_err(|e| invalid("eventType", e.to_string()))?;
+        let content_type = match self.content_type {
+            Some(text) => {
+                ContentType::new(text).map_err(|e| invalid("contentType", e.to_string()))?
+            }
+            None => ContentType::json(),
+        };
+        let data = if content_type.is_json() {
+            Bytes::from(serde_json::to_vec(&self.data).expect("a JSON value always serializes"))
+        } else {
+            match self.data {
+                Value::String(text) => Bytes::from(text),
+                _ => {
+                    return Err(invalid(
+                        "data",
+                        format!("with content type {content_type}, data must be a string"),
+                    ));
+                }
+            }
+        };
+        let mut event = NewEvent::new(event_type, content_type, data)
+            .with_schema_version(self.schema_version.unwrap_or(1))
+            .with_metadata(self.metadata.unwrap_or_default());
+        if let Some(id) = self.event_id {
+            event = event.with_id(
+                id.parse::<EventId>()
+                    .map_err(|_| invalid("eventId", format!("{id:?} is not a UUID")))?,
+            );
+        }
+        Ok(event)
+    }
+
+    /// The JSON form of `event` (what the HTTP client sends).
+    pub fn from_new_event(event: &NewEvent) -> Self {
+        Self {
+            event_id: event.id.map(|id| id.to_string()),
+            event_type: event.event_type.as_str().to_owned(),
+            data: data_value(&event.content_type, &event.data),
+            metadata: (!event.metadata.is_empty()).then(|| event.metadata.clone()),
+            schema_version: (event.schema_version != 1).then_some(event.schema_version),
+            content_type: (!event.content_type.is_json())
+                .then(|| event.content_type.as_str().to_owned()),
+        }
+    }
+}
+
+/// The data as JSON when it is JSON, otherwise as (lossily decoded) text.
+pub fn data_value(content_type: &ContentType, data: &[u8]) -> Value {
+    if content_type.is_json()
+        && let Ok(value) = serde_json::from_slice(data)
+    {
+        return value;
+    }
+    Value::String(String::from_utf8_lossy(data).into_owned())
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventJson {
+    pub event_id: String,
+    pub stream: String,
+    /// Place inside the stream, from 0.
+    pub version: Version,
+    /// Place in the store: ordered, opaque to clients.
+    pub position: String,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The media type of `data`.
+    pub content_type: String,
+    /// When the store recorded the event: RFC 3339, UTC, milliseconds.
+    pub recorded_at: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+impl From<&RecordedEvent> for EventJson {
+    fn from(event: &RecordedEvent) -> Self {
+        Self {
+            event_id: event.id.to_string(),
+            stream: event.stream.as_str().to_owned(),
+            version: event.version,
+            position: event.position.to_string(),
+            event_type: event.event_type.as_str().to_owned(),
+            schema_version: event.schema_version,
+            content_type: event.content_type.as_str().to_owned(),
+            recorded_at: event.recorded_at.to_rfc3339_millis(),
+            data: data_value(&event.content_type, &event.data),
+            metadata: event.metadata.clone(),
+        }
+    }
+}
+
+impl EventJson {
+    /// The event back in the store's types (what the HTTP client returns). `recordedAt` keeps the
+    /// milliseconds the JSON carries.
+    pub fn into_recorded(self) -> Result<RecordedEvent, String> {
+        let content_type = ContentType::new(self.content_type).map_err(|e| e.to_string())?;
+        let data = if content_type.is_json() {
+            Bytes::from(serde_json::to_vec(&self.data).expect("a JSON value always serializes"))
+        } else {
+            match self.data {
+                Value::String(text) => Bytes::from(text),
+                other => Bytes::from(other.to_string()),
+            }
+        };
+        Ok(RecordedEvent {
+            id: self
+                .event_id
+                .parse()
+                .map_err(|_| "bad eventId".to_owned())?,
+            stream: StreamName::new(self.stream).map_err(|e| e.to_string())?,
+            version: self.version,
+            position: self
+                .position
+                .parse()
+                .map_err(|_| "bad position".to_owned())?,
+            event_type: EventType::new(self.event_type).map_err(|e| e.to_string())?,
+            schema_version: self.schema_version,
+            content_type,
+            data,
+            metadata: self.metadata,
+            recorded_at: Timestamp::parse_rfc3339(&self.recorded_at).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// Where an append's events landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendResponse {
+    pub first_version: Version,
+    pub last_version: Version,
+    pub first_position: PositionJson,
+    pub last_position: PositionJson,
+}
+
+impl From<AppendResult> for AppendResponse {
+    fn from(r: AppendResult) -> Self {
+        Self {
+            first_version: r.first_version,
+            last_version: r.last_version,
+            first_position: PositionJson(r.first_position),
+            last_position: PositionJson(r.last_position),
+        }
+    }
+}
+
+impl From<AppendResponse> for AppendResult {
+    fn from(r: AppendResponse) -> Self {
+        Self {
+            first_version: r.first_version,
+            last_version: r.last_version,
+            first_position: r.first_position.0,
+            last_position: r.last_position.0,
+        }
+    }
+}
+
+/// A position as a JSON string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(value_type = String, example = "42")]
+pub struct PositionJson(pub Position);
+
+impl Serialize for PositionJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PositionJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map(PositionJson)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a position")))
+    }
+}
+
+/// An expected version in a JSON body: `"any"`, `"no-stream"`, `"exists"`, or a version (a
+/// number or a string of digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(value_type = String, example = "no-stream")]
+pub struct ExpectedVersionJson(pub ExpectedVersion);
+
+impl Serialize for ExpectedVersionJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpectedVersionJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(text) => text.parse().map(Self).map_err(serde::de::Error::custom),
+            Value::Number(n) => n
+                .as_u64()
+                .map(|v| Self(ExpectedVersion::Exact(v)))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("expected version {n} is not a version"))
+                }),
+            other => Err(serde::de::Error::custom(format!(
+                "expected version {other} is not one of any, no-stream, exists or a number"
+            ))),
+        }
+    }
+}
+
+/// One stream's part of `POST /append`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamAppendJson {
+    pub stream: String,
+    /// `any` when absent.
+    #[serde(default = "any_version")]
+    pub expected_version: ExpectedVersionJson,
+    pub events: Vec<NewEventJson>,
+}
+
+fn any_version() -> ExpectedVersionJson {
+    ExpectedVersionJson(ExpectedVersion::Any)
+}
+
+/// One stream's result of `POST /append`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamAppendResponse {
+    pub stream: String,
+    #[serde(flatten)]
+    pub result: AppendResponse,
+}
+
+/// The result of `POST /append`: one entry per stream, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiAppendResponse {
+    pub results: Vec<StreamAppendResponse>,
+}
+
+/// A page of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEventsResponse {
+    pub events: Vec<EventJson>,
+    /// Where the next page starts (`from=`); absent when this page reached the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_version: Option<Version>,
+}
+
+/// A page of `$all`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllEventsResponse {
+    pub events: Vec<EventJson>,
+    /// Where the next page starts (`from=`). Forward reads always carry it (at the end it is the
+    /// position the next appended event will be read from); backward reads omit it at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_position: Option<PositionJson>,
+}
+
+/// What a stream holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamInfoJson {
+    pub stream: String,
+    pub last_version: Version,
+    pub event_count: u64,
+    pub first_recorded_at: String,
+    pub last_recorded_at: String,
+}
+
+impl From<&StreamInfo> for StreamInfoJson {
+    fn from(info: &StreamInfo) -> Self {
+        Self {
+            stream: info.stream.as_str().to_owned(),
+            last_version: info.last_version,
+            event_count: info.event_count,
+            first_recorded_at: info.first_recorded_at.to_rfc3339_millis(),
+            last_recorded_at: info.last_recorded_at.to_rfc3339_millis(),
+        }
+    }
+}
+
+impl StreamInfoJson {
+    pub fn into_info(self) -> Result<StreamInfo, String> {
+        Ok(StreamInfo {
+            stream: StreamName::new(self.stream).map_err(|e| e.to_string())?,
+            last_version: self.last_version,
+            event_count: self.event_count,
+            first_recorded_at: Timestamp::parse_rfc3339(&self.first_recorded_at)
+                .map_err(|e| e.to_string())?,
+            last_recorded_at: Timestamp::parse_rfc3339(&self.last_recorded_at)
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// A page of stream names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamsResponse {
+    pub streams: Vec<String>,
+    /// Pass as `after=` for the next page; absent at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Every category, in byte order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CategoriesResponse {
+    pub categories: Vec<String>,
+}
+
+/// `GET /health` and `GET /ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResponse {
+    /// `ok`, or why not.
+    pub status: String,
+    /// The position after the last stored event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_position: Option<PositionJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_event_round_trip() {
+        let json: NewEventJson = serde_json::from_value(serde_json::json!({
+            "eventId": "0190a5a0-0000-7000-8000-000000000001",
+            "eventType": "Deposited",
+            "data": {"amount": 5},
+            "metadata": {"correlationId": "c-1"},
+            "schemaVersion": 2
+        }))
+        .unwrap();
+        let event = json.clone().into_new_event().unwrap();
+        assert_eq!(event.schema_version, 2);
+        assert_eq!(&event.data[..], br#"{"amount":5}"#);
+        assert_eq!(NewEventJson::from_new_event(&event), json);
+    }
+
+    #[test]
+    fn bad_fields_name_the_field() {
+        let bad = |v: Value| {
+            serde_json::from_value::<NewEventJson>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|e| e.into_new_event().map_err(|e| e.field.to_owned()))
+                .unwrap_err()
+        };
+        assert_eq!(
+            bad(serde_json::json!({"eventType": "", "data": 1})),
+            "eventType"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"eventType": "A", "data": 1, "eventId": "x"})),
+            "eventId"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"eventType": "A", "data": 1, "contentType": "text/plain"})),
+            "data"
+        );
+        assert!(bad(serde_json::json!({"data": 1})).contains("eventType"));
+        assert!(bad(serde_json::json!({"eventType": "A", "data": 1, "x": 1})).contains("x"));
+    }
+
+    #[test]
+    fn expected_version_accepts_words_and_numbers() {
+        let parse = |v: Value| serde_json::from_value::<ExpectedVersionJson>(v).map(|e| e.0);
+        assert_eq!(parse("any".into()).unwrap(), ExpectedVersion::Any);
+        assert_eq!(parse(3.into()).unwrap(), ExpectedVersion::Exact(3));
+        assert_eq!(parse("3".into()).unwrap(), ExpectedVersion::Exact(3));
+        assert!(parse((-1).into()).is_err());
+        assert!(parse(Value::Null).is_err());
+    }
+}
