@@ -35,7 +35,6 @@ pub struct NewEventJson {
     /// The event type, such as `MoneyDeposited`.
     pub event_type: String,
     /// The event's data: any JSON value (a string of text when `contentType` is not JSON).
-    #[schema(value_type = Object)]
     pub data: Value,
     /// A JSON object; `correlationId` and `causationId` are the conventional keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,7 +134,6 @@ pub struct EventJson {
     pub content_type: String,
     /// When the store recorded the event: RFC 3339, UTC, milliseconds.
     pub recorded_at: String,
-    #[schema(value_type = Object)]
     pub data: Value,
     #[schema(value_type = Object)]
     pub metadata: Metadata,

@@ -37,7 +37,7 @@ pub use options::{Clock, Options, Recovery, SyncMode, SystemClock};
 pub use recovery::{IndexSource, OpenError, OpenReport};
 pub use segment::segment_file_name;
 pub use snapshot::SNAPSHOT_FILE;
-pub use store::{EmbeddedStore, LOCK_FILE, Stats};
+pub use store::{EmbeddedStore, FSYNC_BUCKETS_SECONDS, LOCK_FILE, Stats};
 pub use verify::{VerifyError, VerifyReport, verify};
 
 /// Decoding of raw frame bytes, for the fuzz target.

@@ -42,13 +42,27 @@ pub(crate) struct StatsCounters {
     pub disk_full: AtomicU64,
     pub other_errors: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Fsyncs by duration: one counter per bound of [`FSYNC_BUCKETS_SECONDS`], and one above.
+    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_SECONDS.len() + 1],
 }
+
+/// Upper bounds (in seconds) of the fsync latency histogram in [`Stats::fsync_histogram`].
+pub const FSYNC_BUCKETS_SECONDS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0,
+];
 
 impl StatsCounters {
     pub fn record_fsync(&self, took: Duration) {
         let nanos = took.as_nanos() as u64;
         self.fsync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
         self.fsync_nanos_max.fetch_max(nanos, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        let bucket = FSYNC_BUCKETS_SECONDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(FSYNC_BUCKETS_SECONDS.len());
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_error(&self, e: &AppendError) {
@@ -74,6 +88,9 @@ pub struct Stats {
     pub fsyncs: u64,
     pub fsync_total: Duration,
     pub fsync_max: Duration,
+    /// Fsyncs per latency bucket: the count of each bound of [`FSYNC_BUCKETS_SECONDS`] (not
+    /// cumulative), then the count above the last bound.
+    pub fsync_histogram: Vec<u64>,
     pub idempotent_retries: u64,
     pub wrong_expected_version: u64,
     pub disk_full: u64,
@@ -515,6 +532,7 @@ impl EmbeddedStore {
             fsyncs: get(&s.fsyncs),
             fsync_total: Duration::from_nanos(get(&s.fsync_nanos_total)),
             fsync_max: Duration::from_nanos(get(&s.fsync_nanos_max)),
+            fsync_histogram: s.fsync_buckets.iter().map(get).collect(),
             idempotent_retries: get(&s.idempotent_retries),
             wrong_expected_version: get(&s.wrong_expected_version),
             disk_full: get(&s.disk_full),

@@ -1,0 +1,201 @@
+//! The Factlog server: the store API over HTTP (axum), live subscriptions as Server-Sent
+//! Events, bearer tokens with roles, optional TLS (rustls), Prometheus metrics, and a graceful
+//! shutdown that finishes appends in flight.
+//!
+//! The routes, their inputs and their errors are described in `docs/http-api.md` and in the
+//! OpenAPI document the server generates from its handlers (`GET /openapi.json`).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! let store = Arc::new(factlog_log::EmbeddedStore::open("./factlog-data", Default::default())?);
+//! let server = factlog_server::Server::start(
+//!     factlog_server::Config::default(),
+//!     factlog_server::Backend::embedded(store.clone()),
+//! )
+//! .await?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown().await;
+//! store.close();
+//! # Ok(()) }
+//! ```
+
+mod auth;
+pub mod config;
+mod error;
+mod metrics;
+mod openapi;
+mod routes;
+mod serve;
+mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use factlog_api::ProblemKind;
+use factlog_log::EmbeddedStore;
+use factlog_store::EventStore;
+use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{Role, required_role};
+pub use config::{Config, FileConfig, Secret, TlsConfig, TokenConfig};
+pub use error::ApiError;
+pub use serve::{Server, StartError};
+
+/// The store the server serves.
+#[derive(Clone)]
+pub struct Backend {
+    store: Arc<dyn EventStore>,
+    /// The embedded engine, when that is the store: its statistics feed metrics and readiness.
+    embedded: Option<Arc<EmbeddedStore>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
+}
+
+impl Backend {
+    /// The embedded store.
+    pub fn embedded(store: Arc<EmbeddedStore>) -> Self {
+        Self {
+            store: store.clone(),
+            embedded: Some(store),
+        }
+    }
+
+    /// Any other implementation of the store API.
+    pub fn store(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            embedded: None,
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<dyn EventStore>,
+    embedded: Option<Arc<EmbeddedStore>>,
+    metrics: Arc<metrics::Metrics>,
+    tokens: Arc<auth::Tokens>,
+    config: Arc<Config>,
+    /// Becomes `true` when shutdown begins.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenAPI document of the server's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::append_stream, routes::read_stream))
+        .routes(routes!(routes::append_multi))
+        .routes(routes!(routes::read_event))
+        .routes(routes!(routes::stream_info))
+        .routes(routes!(routes::list_streams))
+        .routes(routes!(routes::categories))
+        .routes(routes!(routes::read_all))
+        .routes(routes!(sse::subscribe_all))
+        .routes(routes!(sse::subscribe_stream))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::admin_stats))
+}
+
+/// The whole application: routes, `/openapi.json`, problem answers for unknown routes and
+/// methods, authorization, request timeouts and error counting.
+fn app(state: AppState) -> Router {
+    let (router, document) = api_router().split_for_parts();
+    let document = Arc::new(document);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), count_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.body_limit_bytes,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        ProblemKind::NotFound,
+        format!(
+            "there is no route {}; see /openapi.json",
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        ProblemKind::MethodNotAllowed,
+        format!(
+            "{} does not take {}; see /openapi.json",
+            request.uri().path(),
+            request.method()
+        ),
+    )
+}
+
+/// Answers `timeout` when the handler has not produced a response in time. The body of a live
+/// stream is not counted: only the time to its first byte.
+async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit: Duration = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ProblemKind::Timeout,
+            format!(
+                "no answer within {} s; an append may or may not have been stored: retry it with \
+                 the same event ids",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Counts error responses by problem kind (the kind rides in the response's extensions).
+async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(kind) = response.extensions().get::<ProblemKind>() {
+        state.metrics.error(*kind);
+    }
+    response
+}
