@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod config;
 mod output;
 
 use std::path::PathBuf;
@@ -18,15 +19,13 @@ use factlog_store::AppendError;
 #[derive(Debug, Parser)]
 #[command(name = "factlog", version, about, propagate_version = true)]
 struct Cli {
-    /// The store's data directory.
-    #[arg(
-        long,
-        global = true,
-        env = "FACTLOG_DATA_DIR",
-        default_value = "./factlog-data",
-        value_name = "DIR"
-    )]
-    data_dir: PathBuf,
+    /// The store's data directory [default: ./factlog-data].
+    #[arg(long, global = true, env = "FACTLOG_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// A TOML configuration file; the environment and flags override what it says.
+    #[arg(long, global = true, env = "FACTLOG_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Print JSON for scripts instead of text (errors go to stderr as one JSON object).
     #[arg(long, global = true)]
@@ -38,6 +37,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the store in --data-dir over HTTP (the API at /openapi.json).
+    Serve(cmd::serve::Args),
     /// Check every record of a closed store and its saved index; names the first bad record.
     Verify(cmd::verify::Args),
     /// Append events to a stream, all in one atomic append.
@@ -91,9 +92,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let dir = cli.data_dir;
+    let file = match &cli.config {
+        Some(path) => config::FileConfig::load(path)?,
+        None => config::FileConfig::default(),
+    };
+    let dir = cli
+        .data_dir
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
     let mut out = output::Out::new(cli.json);
     match cli.command {
+        Command::Serve(args) => cmd::serve::run(&dir, args, &file, &mut out).await?,
         Command::Verify(args) => cmd::verify::run(&dir, args, &mut out)?,
         Command::Append(args) => cmd::append::run(&dir, args, &mut out).await?,
         Command::Read(args) => cmd::read::run(&dir, args, &mut out).await?,

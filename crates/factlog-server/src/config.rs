@@ -63,8 +63,10 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// The server's configuration.
+/// The server's configuration. Serialized (secrets masked) in the configuration file's
+/// format, for `factlog serve --print-config`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
     pub listen: SocketAddr,
     /// Accepted bearer tokens; none means no authentication, allowed on loopback only.
@@ -77,13 +79,13 @@ pub struct Config {
     /// Connections served at once; more wait in the listen backlog.
     pub connections_max: usize,
     /// The longest a request may take to be answered (not counting a live stream's body).
-    #[serde(with = "seconds")]
+    #[serde(with = "seconds", rename = "request-timeout-seconds")]
     pub request_timeout: Duration,
     /// How often a quiet Server-Sent Events stream gets a keep-alive comment.
-    #[serde(with = "seconds")]
+    #[serde(with = "seconds", rename = "keep-alive-seconds")]
     pub keep_alive_interval: Duration,
     /// How long a graceful shutdown waits for requests in flight.
-    #[serde(with = "seconds")]
+    #[serde(with = "seconds", rename = "shutdown-timeout-seconds")]
     pub shutdown_timeout: Duration,
 }
 

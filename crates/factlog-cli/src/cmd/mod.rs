@@ -4,6 +4,7 @@ pub mod append;
 pub mod bench;
 pub mod info;
 pub mod read;
+pub mod serve;
 pub mod stats;
 pub mod streams;
 pub mod verify;

@@ -1,0 +1,191 @@
+//! `factlog serve`: the HTTP server on the embedded store in `--data-dir`.
+//!
+//! Prints one line with the URL once it listens (JSON with `--json`), then serves until SIGTERM
+//! or SIGINT, and shuts down gracefully: stop accepting, finish appends in flight, end live
+//! subscriptions, sync and close the store, exit 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use factlog_log::{EmbeddedStore, Options};
+use factlog_server::{Backend, Config, Server, TlsConfig};
+use serde_json::json;
+
+use crate::config::{FileConfig, parse_tokens};
+use crate::output::Out;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Tokens come from the configuration file ([[server.tokens]] with name, role and token) or from
+FACTLOG_TOKENS=\"role:token,name=role:token\", never from flags (they would show in `ps`). Roles:
+read (reads, subscriptions, metrics), write (also appends), admin (also /admin). Without tokens
+the server listens on loopback addresses only, unless --insecure.")]
+pub struct Args {
+    /// The address to listen on [default: 127.0.0.1:4470].
+    #[arg(long, env = "FACTLOG_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Listen on a non-loopback address without tokens (anyone who can reach it can write).
+    #[arg(long, env = "FACTLOG_INSECURE")]
+    insecure: bool,
+
+    /// The TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(
+        long,
+        env = "FACTLOG_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// The TLS private key (PEM).
+    #[arg(
+        long,
+        env = "FACTLOG_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// The largest request body, in bytes [default: 16 MiB].
+    #[arg(long, env = "FACTLOG_BODY_LIMIT_BYTES", value_name = "BYTES")]
+    body_limit_bytes: Option<usize>,
+
+    /// Connections served at once [default: 1024].
+    #[arg(long, env = "FACTLOG_CONNECTIONS_MAX", value_name = "N")]
+    connections_max: Option<usize>,
+
+    /// The longest a request may take to be answered, in seconds [default: 30].
+    #[arg(long, env = "FACTLOG_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    request_timeout_seconds: Option<f64>,
+
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Merges file, environment and flags into the server's configuration.
+pub fn server_config(args: &Args, file: &FileConfig) -> anyhow::Result<Config> {
+    let defaults = Config::default();
+    let f = &file.server;
+    let seconds = |value: Option<f64>, default: Duration, what: &str| -> anyhow::Result<Duration> {
+        match value {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("{what} must be a positive number of seconds, not {s}"),
+        }
+    };
+    let tokens = match std::env::var("FACTLOG_TOKENS") {
+        Ok(text) => parse_tokens(&text)?,
+        Err(_) => f.tokens.clone(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => f.tls.clone(),
+    };
+    Ok(Config {
+        listen: args.listen.or(f.listen).unwrap_or(defaults.listen),
+        tokens,
+        insecure: args.insecure || f.insecure.unwrap_or(false),
+        tls,
+        body_limit_bytes: args
+            .body_limit_bytes
+            .or(f.body_limit_bytes)
+            .unwrap_or(defaults.body_limit_bytes),
+        connections_max: args
+            .connections_max
+            .or(f.connections_max)
+            .unwrap_or(defaults.connections_max)
+            .max(1),
+        request_timeout: seconds(
+            args.request_timeout_seconds.or(f.request_timeout_seconds),
+            defaults.request_timeout,
+            "request-timeout-seconds",
+        )?,
+        keep_alive_interval: seconds(
+            f.keep_alive_seconds,
+            defaults.keep_alive_interval,
+            "keep-alive-seconds",
+        )?,
+        shutdown_timeout: seconds(
+            f.shutdown_timeout_seconds,
+            defaults.shutdown_timeout,
+            "shutdown-timeout-seconds",
+        )?,
+    })
+}
+
+pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> anyhow::Result<()> {
+    let config = server_config(&args, file)?;
+    if args.print_config {
+        let effective = json!({"data-dir": dir, "server": config});
+        if out.json() {
+            out.json_line(&effective)?;
+        } else {
+            let effective = without_nulls(effective);
+            out.line(toml::to_string_pretty(&effective).context("printing the configuration")?)?;
+        }
+        return Ok(());
+    }
+    let store = Arc::new(
+        EmbeddedStore::open(dir, Options::default())
+            .with_context(|| format!("could not open the store in {}", dir.display()))?,
+    );
+    let server = Server::start(config.clone(), Backend::embedded(store.clone())).await?;
+    let url = server.url();
+    if out.json() {
+        out.json_line(&json!({"listening": url, "dataDir": dir}))?;
+    } else {
+        out.line(format!(
+            "factlog serving {url} on the store in {} ({} events); stop with Ctrl-C",
+            dir.display(),
+            store.stats().events
+        ))?;
+        if config.tokens.is_empty() {
+            out.line("no tokens configured: requests need no token (loopback only)")?;
+        }
+    }
+    out.flush()?;
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    server.shutdown().await;
+    // Closing syncs what is written and saves the index, so the next start is quick.
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .context("closing the store")?;
+    if !out.json() {
+        out.line(format!("stopped on {signal}; the store is closed"))?;
+    }
+    Ok(())
+}
+
+/// TOML has no null: unset settings are left out.
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, without_nulls(v)))
+            .collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(without_nulls).collect(),
+        other => other,
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
