@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing Factlog needs on a fresh machine, and does nothing where it
 # is already there. Rust (cargo, rustfmt, clippy) comes with the toolchain; a C/C++ compiler builds
-# the fuzz target's libFuzzer.
+# the fuzz target's libFuzzer; Python with venv runs schemathesis (installed from PyPI by
+# scripts/schemathesis.sh).
 set -euo pipefail
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v c++ >/dev/null || need_apt+=(g++)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]} from Debian's packages"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, exactly as CI does: formatting, lints, every test of the workspace
-# (unit, conformance, crash, fault, recovery, property and CLI tests), and the fuzz target's build.
+# (unit, conformance, crash, fault, recovery, property, HTTP and CLI tests), schemathesis against
+# a running server's OpenAPI document, and the fuzz target's build.
 #
 # Environment:
 #   FACTLOG_CRASH_CYCLES  kill -9 cycles of the crash test (default 50)
@@ -19,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "schemathesis against /openapi.json"
+scripts/schemathesis.sh
 
 step "fuzz target builds"
 cargo build --manifest-path fuzz/Cargo.toml --target-dir target/fuzz
