@@ -43,6 +43,20 @@ pub enum StartError {
     Tls(String),
 }
 
+impl Config {
+    /// Checks what can be checked before anything is opened or bound: a non-loopback address
+    /// without tokens needs `insecure`, and TLS files must load.
+    pub fn check(&self) -> Result<(), StartError> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(StartError::InsecureBind(self.listen));
+        }
+        if let Some(tls) = &self.tls {
+            tls_acceptor(tls)?;
+        }
+        Ok(())
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -55,10 +69,8 @@ pub struct Server {
 impl Server {
     /// Checks the configuration, binds and starts serving in the background.
     pub async fn start(config: Config, backend: Backend) -> Result<Self, StartError> {
+        config.check()?;
         if config.tokens.is_empty() && !config.listen.ip().is_loopback() {
-            if !config.insecure {
-                return Err(StartError::InsecureBind(config.listen));
-            }
             tracing::warn!(
                 listen = %config.listen,
                 "listening on a non-loopback address without tokens (--insecure): anyone who \

@@ -133,6 +133,8 @@ pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> an
         }
         return Ok(());
     }
+    // Refuse a bad configuration before the store is opened (or created).
+    config.check()?;
     let store = Arc::new(
         EmbeddedStore::open(dir, Options::default())
             .with_context(|| format!("could not open the store in {}", dir.display()))?,
