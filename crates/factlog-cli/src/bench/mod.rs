@@ -8,7 +8,10 @@
 //! - d. reading `$all` from a warm cache in pages of 4096 (target >= 3,000,000 events/s);
 //! - e. a large store of 100-event streams, random whole-stream reads (target p99 <= 1 ms);
 //! - f. opening that store after a clean close (targets <= 1 s and <= 1 GiB resident) and
-//!   after `kill -9` of a process appending to it (target <= 3 s).
+//!   after `kill -9` of a process appending to it (target <= 3 s);
+//! - g, h, i. the HTTP server: single-event appends from 64 keep-alive connections (target
+//!   >= 20,000 events/s), batched POSTs of 100 events (target >= 300,000 events/s), and 100 SSE
+//!   subscribers following a writer at 10,000 events/s (p99 delivery delay); see [`http`].
 //!
 //! Everything happens in a temporary directory that is removed at the end, also on Ctrl-C.
 //! Nothing is hard-coded: every figure is measured in this run, and a scenario cut short by
@@ -16,6 +19,7 @@
 
 pub mod child;
 mod data;
+mod http;
 mod report;
 mod scenarios;
 mod sys;
@@ -252,6 +256,9 @@ async fn run_in(config: &Config, dir: &Path, show: bool) -> anyhow::Result<(Repo
     drop(shared);
     store.close();
     drop(store);
+
+    http_scenarios(config, &dir.join("http"), &payloads, &mut report, show).await?;
+
     // Free the disk before the large store is built.
     std::fs::remove_dir_all(&throughput_dir)
         .with_context(|| format!("could not remove {}", throughput_dir.display()))?;
@@ -393,6 +400,132 @@ async fn run_in(config: &Config, dir: &Path, show: bool) -> anyhow::Result<(Repo
     }
     report.details.insert("crashOpen".into(), crash_json);
     Ok((report, lost))
+}
+
+/// g, h, i: the server on its own store, over HTTP.
+async fn http_scenarios(
+    config: &Config,
+    dir: &Path,
+    payloads: &Arc<Payloads>,
+    report: &mut Report,
+    show: bool,
+) -> anyhow::Result<()> {
+    let budget = config.scenario_time;
+    let store = Arc::new(open_store(dir, Options::default())?);
+    let server_config = factlog_server::Config {
+        listen: "127.0.0.1:0".parse().expect("a valid address"),
+        ..factlog_server::Config::default()
+    };
+    let server = factlog_server::Server::start(
+        server_config,
+        factlog_server::Backend::embedded(store.clone()),
+    )
+    .await
+    .context("could not start the server")?;
+    let base = server.url();
+
+    progress(show, "g. HTTP single-event appends");
+    let (single, latencies) = http::appends(
+        &base,
+        payloads.clone(),
+        http::SINGLE_CONNECTIONS,
+        1,
+        config.events,
+        budget,
+    )
+    .await?;
+    let name = "HTTP single-event appends";
+    let n = latencies.len() as u64;
+    report.push(
+        Row::new(
+            'g',
+            name,
+            "64 keep-alive connections",
+            Unit::EventsPerSecond,
+        )
+        .measured(single.per_second(), single.events)
+        .goal(Goal::AtLeast(20_000.0)),
+    );
+    report.push(
+        Row::new('g', name, "p99 request latency", Unit::Seconds)
+            .latency(percentile(&latencies, 99.0), n),
+    );
+    report.note(format!(
+        "g: {} POSTs of 1 event by {} connections in {:.2} s{}",
+        thousands(n as f64),
+        http::SINGLE_CONNECTIONS,
+        single.elapsed.as_secs_f64(),
+        budget_note(&single, budget)
+    ));
+
+    progress(show, "h. HTTP batched appends");
+    let (batched, latencies) = http::appends(
+        &base,
+        payloads.clone(),
+        http::BATCH_CONNECTIONS,
+        http::BATCH_EVENTS,
+        config.events,
+        budget,
+    )
+    .await?;
+    let n = latencies.len() as u64;
+    report.push(
+        Row::new(
+            'h',
+            "HTTP batched appends",
+            "POSTs of 100 events, 8 connections",
+            Unit::EventsPerSecond,
+        )
+        .measured(batched.per_second(), batched.events)
+        .goal(Goal::AtLeast(300_000.0)),
+    );
+    report.note(format!(
+        "h: {} POSTs of {} events by {} connections in {:.2} s; p99 request {}{}",
+        thousands(n as f64),
+        http::BATCH_EVENTS,
+        http::BATCH_CONNECTIONS,
+        batched.elapsed.as_secs_f64(),
+        millis(percentile(&latencies, 99.0)),
+        budget_note(&batched, budget)
+    ));
+
+    progress(show, "i. SSE subscribers following a writer");
+    let follow_time = if config.quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    };
+    let follow = http::subscribers_follow(&base, follow_time).await?;
+    let name = "SSE subscribers";
+    let n = follow.delays.len() as u64;
+    report.push(
+        Row::new('i', name, "p50 delivery delay", Unit::Seconds)
+            .latency(percentile(&follow.delays, 50.0), n),
+    );
+    report.push(
+        Row::new('i', name, "p99 delivery delay", Unit::Seconds)
+            .latency(percentile(&follow.delays, 99.0), n),
+    );
+    report.note(format!(
+        "i: {} subscribers, a writer of {} events/s ({} events in {:.2} s, 10 per POST); {} of {} \
+         deliveries arrived; delay from the append request to arrival at the subscriber",
+        http::SUBSCRIBERS,
+        thousands(http::FOLLOW_RATE as f64),
+        thousands(follow.written as f64),
+        follow.elapsed.as_secs_f64(),
+        thousands(follow.delivered as f64),
+        thousands(follow.expected as f64),
+    ));
+    if follow.delivered != follow.expected {
+        report.note(format!(
+            "i: DELIVERIES MISSING: {} expected, {} arrived",
+            follow.expected, follow.delivered
+        ));
+    }
+    server.shutdown().await;
+    store.close();
+    drop(store);
+    std::fs::remove_dir_all(dir).with_context(|| format!("could not remove {}", dir.display()))
 }
 
 fn open_store(dir: &Path, options: Options) -> anyhow::Result<EmbeddedStore> {
