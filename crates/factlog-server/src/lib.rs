@@ -91,6 +91,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     tokens: Arc<auth::Tokens>,
     config: Arc<Config>,
+    /// The JSON of recent events, shared by subscribers.
+    event_json: Arc<sse::EventJsonCache>,
     /// Becomes `true` when shutdown begins.
     shutdown: watch::Receiver<bool>,
 }

@@ -96,6 +96,7 @@ impl Server {
             embedded: backend.embedded,
             tokens: Arc::new(auth::Tokens::new(config.tokens.clone())),
             config: Arc::new(config),
+            event_json: Arc::new(crate::sse::EventJsonCache::new(4096)),
             shutdown: shutdown_rx,
         };
         let tls = acceptor.is_some();

@@ -8,13 +8,16 @@
 //! `event: error` message whose data is a problem document. Shutdown ends every stream.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use factlog_api::{EventJson, Problem};
 use factlog_store::{Position, RecordedEvent, SubscribeFrom, Subscription, Version};
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -69,7 +72,7 @@ pub async fn subscribe_all(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = Query::parse(query);
     let from = start::<Position>(&headers, &query, "a position")?;
     let filter = query.filter()?;
@@ -98,7 +101,7 @@ pub async fn subscribe_stream(
     Path(stream): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+) -> Result<Response, ApiError> {
     let stream = stream_name(stream)?;
     let query = Query::parse(query);
     let from = start::<Version>(&headers, &query, "a version")?;
@@ -106,46 +109,123 @@ pub async fn subscribe_stream(
     Ok(sse(&state, subscription, |e| e.version.to_string()))
 }
 
-fn sse(
-    state: &AppState,
-    subscription: Subscription,
-    id: fn(&RecordedEvent) -> String,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+/// Events at most coalesced into one write of the response body.
+const CHUNK_EVENTS: usize = 256;
+
+fn sse(state: &AppState, subscription: Subscription, id: fn(&RecordedEvent) -> String) -> Response {
     let guard = state.metrics.subscriber();
     let metrics = state.metrics.clone();
+    let cache = state.event_json.clone();
     let mut shutdown = state.shutdown.clone();
     let stopped = async move {
         // Ends when shutdown begins, or when the server (and the sender) is gone.
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
+    // Events that are ready together go out in one write; the JSON of an event is made once
+    // and shared by every subscriber that sends it (see `EventJsonCache`).
     let events = subscription
         .take_until(stopped)
-        .scan(false, move |failed, item| {
+        .ready_chunks(CHUNK_EVENTS)
+        .scan(false, move |failed, items| {
             if *failed {
                 return std::future::ready(None);
             }
-            std::future::ready(Some(match item {
-                Ok(event) => {
-                    guard.delivered(event.position.raw());
-                    let data = serde_json::to_string(&EventJson::from(&event))
-                        .expect("an event always serializes");
-                    Event::default()
-                        .id(id(&event))
-                        .event(event.event_type.as_str())
-                        .data(data)
-                }
-                Err(e) => {
-                    *failed = true;
-                    let problem: Problem = ApiError::from(e).0;
-                    if let Some(kind) = problem.kind() {
-                        metrics.error(kind);
+            let mut body = Vec::with_capacity(items.len() * 512);
+            for item in items {
+                match item {
+                    Ok(event) => {
+                        guard.delivered(event.position.raw());
+                        let json = cache.json(&event);
+                        body.extend_from_slice(b"id: ");
+                        body.extend_from_slice(id(&event).as_bytes());
+                        body.extend_from_slice(b"\nevent: ");
+                        body.extend_from_slice(event.event_type.as_str().as_bytes());
+                        body.extend_from_slice(b"\ndata: ");
+                        body.extend_from_slice(&json);
+                        body.extend_from_slice(b"\n\n");
                     }
-                    Event::default()
-                        .event("error")
-                        .data(serde_json::to_string(&problem).expect("a problem serializes"))
+                    Err(e) => {
+                        *failed = true;
+                        let problem: Problem = ApiError::from(e).0;
+                        if let Some(kind) = problem.kind() {
+                            metrics.error(kind);
+                        }
+                        body.extend_from_slice(b"event: error\ndata: ");
+                        body.extend_from_slice(
+                            &serde_json::to_vec(&problem).expect("a problem serializes"),
+                        );
+                        body.extend_from_slice(b"\n\n");
+                        break;
+                    }
                 }
-            }))
-        })
-        .map(Ok);
-    Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.keep_alive_interval))
+            }
+            std::future::ready(Some(Bytes::from(body)))
+        });
+    let body = with_keep_alive(events, state.config.keep_alive_interval);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        // Proxies such as nginx must pass events on as they come.
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(body.map(Ok::<_, Infallible>)))
+        .expect("a valid response")
+}
+
+/// Adds a keep-alive comment whenever `events` has been quiet for `interval`; ends with it.
+fn with_keep_alive(
+    events: impl Stream<Item = Bytes> + Send + 'static,
+    interval: Duration,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    let quiet = tokio::time::sleep(interval);
+    futures::stream::unfold(
+        (Box::pin(events), Box::pin(quiet)),
+        move |(mut events, mut quiet)| async move {
+            let next = tokio::select! {
+                item = events.next() => item?,
+                _ = quiet.as_mut() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            quiet.as_mut().reset(tokio::time::Instant::now() + interval);
+            Some((next, (events, quiet)))
+        },
+    )
+}
+
+/// The JSON of recent events, made once and shared by every subscriber: with a hundred
+/// subscribers following the log, each event is serialized once rather than a hundred times.
+/// A fixed ring of slots indexed by position; a slot holding another position is simply
+/// overwritten.
+pub struct EventJsonCache {
+    slots: Vec<Mutex<Option<(u64, Bytes)>>>,
+}
+
+impl std::fmt::Debug for EventJsonCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventJsonCache")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl EventJsonCache {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The event as one line of JSON.
+    pub fn json(&self, event: &RecordedEvent) -> Bytes {
+        let position = event.position.raw();
+        let slot = &self.slots[(position % self.slots.len() as u64) as usize];
+        if let Some((cached, json)) = &*slot.lock()
+            && *cached == position
+        {
+            return json.clone();
+        }
+        let json = Bytes::from(
+            serde_json::to_vec(&EventJson::from(event)).expect("an event always serializes"),
+        );
+        *slot.lock() = Some((position, json.clone()));
+        json
+    }
 }
