@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backup;
 pub mod fault;
 mod format;
 mod ids;
@@ -32,6 +33,10 @@ mod store;
 mod verify;
 mod writer;
 
+pub use backup::{
+    BACKUP_FORMAT_VERSION, BACKUP_MANIFEST_FILE, BackupError, BackupFile, BackupReport,
+    CopyProgress, RestoreReport, restore, restore_with_progress,
+};
 pub use format::{FORMAT_VERSION, FRAME_BYTES_MAX, SEGMENT_HEADER_BYTES, UNSYNCED_BYTES_MAX};
 pub use options::{Clock, Options, Recovery, SyncMode, SystemClock};
 pub use recovery::{IndexSource, OpenError, OpenReport};

@@ -48,8 +48,8 @@ pub(crate) struct StatsCounters {
 
 /// Upper bounds (in seconds) of the fsync latency histogram in [`Stats::fsync_histogram`].
 pub const FSYNC_BUCKETS_SECONDS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
 ];
 
 impl StatsCounters {
@@ -505,6 +505,11 @@ impl EmbeddedStore {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The state shared with the writer, for the online backup (`crate::backup`).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Finishes queued appends, syncs, saves the index snapshot and releases the directory.
