@@ -51,6 +51,16 @@ enum Command {
     Info(cmd::info::Args),
     /// Show the store's size and what opening it found.
     Stats(cmd::stats::Args),
+    /// Follow '$all' or one stream, printing each event as it is appended.
+    Tail(cmd::tail::Args),
+    /// Write every event (or one stream's) as JSON lines, for `factlog import`.
+    Export(cmd::export::Args),
+    /// Append the JSON lines of `factlog export`, with their ids; running it again is harmless.
+    Import(cmd::import::Args),
+    /// Copy the store into a new directory, consistently (the store must not be open elsewhere).
+    Backup(cmd::backup::Args),
+    /// Restore a backup of `factlog backup` into --data-dir, which must not exist or be empty.
+    Restore(cmd::restore::Args),
     /// Measure the embedded store against its performance targets (in a temporary directory).
     Bench(cmd::bench::Args),
     /// The process `factlog bench` starts and kills; not for direct use.
@@ -109,6 +119,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Streams(args) => cmd::streams::run(&dir, args, &mut out).await?,
         Command::Info(args) => cmd::info::run(&dir, args, &mut out).await?,
         Command::Stats(args) => cmd::stats::run(&dir, args, &mut out)?,
+        Command::Tail(args) => cmd::tail::run(&dir, args, &mut out).await?,
+        Command::Export(args) => cmd::export::run(&dir, args, &mut out).await?,
+        Command::Import(args) => cmd::import::run(&dir, args, &mut out).await?,
+        Command::Backup(args) => cmd::backup::run(&dir, args, &mut out)?,
+        Command::Restore(args) => cmd::restore::run(&dir, args, &mut out)?,
         Command::Bench(args) => cmd::bench::run(&dir, args, &mut out).await?,
         Command::BenchChild(args) => cmd::bench::run_child(args, &mut out).await?,
     }

@@ -1,12 +1,17 @@
 //! One module per `factlog` command, and what they share: opening the store and printing events.
 
 pub mod append;
+pub mod backup;
 pub mod bench;
+pub mod export;
+pub mod import;
 pub mod info;
 pub mod read;
+pub mod restore;
 pub mod serve;
 pub mod stats;
 pub mod streams;
+pub mod tail;
 pub mod verify;
 
 use std::path::Path;
