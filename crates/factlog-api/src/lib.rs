@@ -317,8 +317,8 @@ pub struct StreamEventsResponse {
 #[serde(rename_all = "camelCase")]
 pub struct AllEventsResponse {
     pub events: Vec<EventJson>,
-    /// Where the next page starts (`from=`). Forward reads always carry it (at the end it is the
-    /// position the next appended event will be read from); backward reads omit it at the start.
+    /// Where the next page starts (`from=`); absent when this page reached the end (forward) or
+    /// the start (backward) of what the read can see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_position: Option<PositionJson>,
 }
@@ -375,6 +375,31 @@ pub struct StreamsResponse {
 #[serde(rename_all = "camelCase")]
 pub struct CategoriesResponse {
     pub categories: Vec<String>,
+}
+
+/// `POST /admin/backup`: the backup's name, a directory created in the server's backup
+/// directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupRequest {
+    /// 1 to 100 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")]
+    pub name: String,
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupResponse {
+    pub name: String,
+    /// Where the server wrote it.
+    pub directory: String,
+    /// Every event before this position is in the backup.
+    pub end_position: PositionJson,
+    pub events: u64,
+    pub segments: u32,
+    pub bytes: u64,
+    pub created_at: String,
 }
 
 /// `GET /health` and `GET /ready`.

@@ -23,6 +23,14 @@ struct Cli {
     #[arg(long, global = true, env = "FACTLOG_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
+    /// Work against a running server at this URL instead of a data directory.
+    #[arg(long, global = true, env = "FACTLOG_SERVER", value_name = "URL")]
+    server: Option<String>,
+
+    /// The bearer token for --server.
+    #[arg(long, global = true, env = "FACTLOG_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     /// A TOML configuration file; the environment and flags override what it says.
     #[arg(long, global = true, env = "FACTLOG_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -110,20 +118,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .data_dir
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    let server = cli.server.or_else(|| file.client.server.clone());
+    let token = cli
+        .token
+        .or_else(|| file.client.token.as_ref().map(|t| t.expose().to_owned()))
+        .filter(|t| !t.is_empty());
+    let target = match server {
+        Some(url) => cmd::Location::Server { url, token },
+        None => cmd::Location::Dir(dir.clone()),
+    };
     let mut out = output::Out::new(cli.json);
     match cli.command {
-        Command::Serve(args) => cmd::serve::run(&dir, args, &file, &mut out).await?,
-        Command::Verify(args) => cmd::verify::run(&dir, args, &mut out)?,
-        Command::Append(args) => cmd::append::run(&dir, args, &mut out).await?,
-        Command::Read(args) => cmd::read::run(&dir, args, &mut out).await?,
-        Command::Streams(args) => cmd::streams::run(&dir, args, &mut out).await?,
-        Command::Info(args) => cmd::info::run(&dir, args, &mut out).await?,
-        Command::Stats(args) => cmd::stats::run(&dir, args, &mut out)?,
-        Command::Tail(args) => cmd::tail::run(&dir, args, &mut out).await?,
-        Command::Export(args) => cmd::export::run(&dir, args, &mut out).await?,
-        Command::Import(args) => cmd::import::run(&dir, args, &mut out).await?,
-        Command::Backup(args) => cmd::backup::run(&dir, args, &mut out)?,
-        Command::Restore(args) => cmd::restore::run(&dir, args, &mut out)?,
+        Command::Serve(args) => cmd::serve::run(target.local_dir("serve", "it serves a data directory")?, args, &file, &mut out).await?,
+        Command::Verify(args) => cmd::verify::run(&target, args, &mut out)?,
+        Command::Append(args) => cmd::append::run(&target, args, &mut out).await?,
+        Command::Read(args) => cmd::read::run(&target, args, &mut out).await?,
+        Command::Streams(args) => cmd::streams::run(&target, args, &mut out).await?,
+        Command::Info(args) => cmd::info::run(&target, args, &mut out).await?,
+        Command::Stats(args) => cmd::stats::run(&target, args, &mut out)?,
+        Command::Tail(args) => cmd::tail::run(&target, args, &mut out).await?,
+        Command::Export(args) => cmd::export::run(&target, args, &mut out).await?,
+        Command::Import(args) => cmd::import::run(&target, args, &mut out).await?,
+        Command::Backup(args) => cmd::backup::run(&target, args, &mut out).await?,
+        Command::Restore(args) => cmd::restore::run(&target, args, &mut out)?,
         Command::Bench(args) => cmd::bench::run(&dir, args, &mut out).await?,
         Command::BenchChild(args) => cmd::bench::run_child(args, &mut out).await?,
     }

@@ -438,7 +438,7 @@ fn bench_quick_runs_every_scenario_and_cleans_up() {
         .iter()
         .map(|r| r["scenario"].as_str().unwrap())
         .collect();
-    assert_eq!(scenarios.into_iter().collect::<String>(), "abcdef");
+    assert_eq!(scenarios.into_iter().collect::<String>(), "abcdefghi");
     for row in results {
         assert!(row["measured"].as_f64().is_some(), "unmeasured: {row}");
     }

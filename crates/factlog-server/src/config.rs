@@ -87,6 +87,9 @@ pub struct Config {
     /// How long a graceful shutdown waits for requests in flight.
     #[serde(with = "seconds", rename = "shutdown-timeout-seconds")]
     pub shutdown_timeout: Duration,
+    /// Where `POST /admin/backup` writes backups (one directory each); unset, the route answers
+    /// `not-configured`.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             keep_alive_interval: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
+            backup_dir: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct FileConfig {
     pub request_timeout_seconds: Option<f64>,
     pub keep_alive_seconds: Option<f64>,
     pub shutdown_timeout_seconds: Option<f64>,
+    pub backup_dir: Option<PathBuf>,
 }
 
 mod seconds {

@@ -125,6 +125,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ready))
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::admin_stats))
+        .routes(routes!(routes::admin_backup))
 }
 
 /// The whole application: routes, `/openapi.json`, problem answers for unknown routes and

@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use factlog_api::{
-    AllEventsResponse, AppendResponse, CategoriesResponse, EXPECTED_VERSION_HEADER, EventJson,
+    AllEventsResponse, AppendResponse, BackupRequest, BackupResponse, CategoriesResponse, EXPECTED_VERSION_HEADER, EventJson,
     HealthResponse, MultiAppendResponse, NewEventJson, PositionJson, Problem, ProblemKind,
     StreamAppendJson, StreamAppendResponse, StreamEventsResponse, StreamInfoJson, StreamsResponse,
 };
@@ -152,6 +154,38 @@ pub fn stream_name(raw: String) -> Result<StreamName, ApiError> {
     })
 }
 
+/// The parameters of the path, like axum's `Path`, but a parameter that is not UTF-8 once
+/// percent-decoded is a problem like any other bad input rather than axum's plain-text answer.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(params)| Self(params))
+            .map_err(|rejection| match rejection {
+                PathRejection::FailedToDeserializePathParams(e) => {
+                    let detail = e.body_text();
+                    match e.into_kind() {
+                        axum::extract::path::ErrorKind::InvalidUtf8InPathParam { key }
+                            if key == "stream" =>
+                        {
+                            ApiError::new(ProblemKind::InvalidStreamName, detail)
+                        }
+                        axum::extract::path::ErrorKind::InvalidUtf8InPathParam { key } => {
+                            ApiError::new(ProblemKind::InvalidParameter, detail)
+                                .with("parameter", key)
+                        }
+                        _ => ApiError::new(ProblemKind::InvalidParameter, detail),
+                    }
+                }
+                other => ApiError::new(ProblemKind::Internal, other.body_text()),
+            })
+    }
+}
+
 fn version_segment(raw: &str) -> Result<Version, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::new(
@@ -162,49 +196,47 @@ fn version_segment(raw: &str) -> Result<Version, ApiError> {
     })
 }
 
-/// The request body, within the size limit, as JSON of type `T` (an array at the top).
+/// The request body, within the size limit, after checking that it claims to be JSON.
+async fn json_bytes(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let json = content_type.to_str().ok().is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        });
+        if !json {
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedMediaType,
+                format!(
+                    "the body is {}; send application/json",
+                    String::from_utf8_lossy(content_type.as_bytes())
+                ),
+            ));
+        }
+    }
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ProblemKind::BodyTooLarge,
+                format!(
+                    "the body is over {} bytes; split the append",
+                    state.config.body_limit_bytes
+                ),
+            )
+            .with("max", state.config.body_limit_bytes)
+        } else {
+            ApiError::new(ProblemKind::MalformedBody, rejection.body_text())
+        }
+    })
+}
+
+/// The request body as a JSON array of `T`.
 pub struct JsonArray<T>(pub Vec<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonArray<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            let json = content_type.to_str().ok().is_some_and(|ct| {
-                let essence = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                essence == "application/json" || essence.ends_with("+json")
-            });
-            if !json {
-                return Err(ApiError::new(
-                    ProblemKind::UnsupportedMediaType,
-                    format!(
-                        "the body is {}; send application/json",
-                        String::from_utf8_lossy(content_type.as_bytes())
-                    ),
-                ));
-            }
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        ProblemKind::BodyTooLarge,
-                        format!(
-                            "the body is over {} bytes; split the append",
-                            state.config.body_limit_bytes
-                        ),
-                    )
-                    .with("max", state.config.body_limit_bytes)
-                } else {
-                    ApiError::new(ProblemKind::MalformedBody, rejection.body_text())
-                }
-            })?;
+        let bytes = json_bytes(request, state).await?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'[') {
             return Err(ApiError::new(
@@ -225,6 +257,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonArray<T> {
                     format!("the body is not valid JSON: {e}"),
                 ),
             })
+    }
+}
+
+/// The request body as one JSON value of type `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = json_bytes(request, state).await?;
+        serde_json::from_slice::<T>(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::new(ProblemKind::MalformedBody, format!("the body: {e}"))
+        })
     }
 }
 
@@ -253,9 +299,17 @@ fn new_events(
 }
 
 fn expected_version(headers: &HeaderMap) -> Result<ExpectedVersion, ApiError> {
-    let Some(value) = headers.get(EXPECTED_VERSION_HEADER) else {
+    let mut values = headers.get_all(EXPECTED_VERSION_HEADER).iter();
+    let Some(value) = values.next() else {
         return Ok(ExpectedVersion::Any);
     };
+    // Like a query parameter given twice: an error, not a silent choice of one.
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            ProblemKind::InvalidExpectedVersion,
+            "the Expected-Version header is given more than once",
+        ));
+    }
     value
         .to_str()
         .map_err(|_| "is not text".to_owned())
@@ -306,7 +360,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 )]
 pub async fn append_stream(
     State(state): State<AppState>,
-    Path(stream): Path<String>,
+    PathParams(stream): PathParams<String>,
     headers: HeaderMap,
     JsonArray(events): JsonArray<NewEventJson>,
 ) -> Result<Response, ApiError> {
@@ -398,7 +452,7 @@ pub async fn append_multi(
 )]
 pub async fn read_stream(
     State(state): State<AppState>,
-    Path(stream): Path<String>,
+    PathParams(stream): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<StreamEventsResponse>, ApiError> {
     let stream = stream_name(stream)?;
@@ -440,7 +494,7 @@ pub async fn read_stream(
 )]
 pub async fn read_event(
     State(state): State<AppState>,
-    Path((stream, version)): Path<(String, String)>,
+    PathParams((stream, version)): PathParams<(String, String)>,
 ) -> Result<Json<EventJson>, ApiError> {
     let stream = stream_name(stream)?;
     let version = version_segment(&version)?;
@@ -466,7 +520,7 @@ pub async fn read_event(
 )]
 pub async fn stream_info(
     State(state): State<AppState>,
-    Path(stream): Path<String>,
+    PathParams(stream): PathParams<String>,
 ) -> Result<Json<StreamInfoJson>, ApiError> {
     let stream = stream_name(stream)?;
     match state.store.stream_info(&stream).await? {
@@ -650,6 +704,90 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         text,
     )
         .into_response())
+}
+
+fn valid_backup_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// An online, consistent backup of the embedded store into a new directory of the server's
+/// backup directory (`--backup-dir`); appends go on meanwhile. Restore it with `factlog restore`.
+#[utoipa::path(
+    post,
+    path = "/admin/backup",
+    tag = "operations",
+    request_body(content = BackupRequest),
+    responses(
+        (status = 201, description = "The backup is complete and synced", body = BackupResponse),
+        (status = 409, description = "`backup-exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "`not-configured`: no backup directory, or not the embedded store", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`disk-full`", body = Problem, content_type = "application/problem+json"),
+        CommonErrors,
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn admin_backup(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<BackupRequest>,
+) -> Result<Response, ApiError> {
+    let (Some(store), Some(backup_dir)) = (&state.embedded, &state.config.backup_dir) else {
+        return Err(ApiError::new(
+            ProblemKind::NotConfigured,
+            "backups over HTTP need the embedded store and a backup directory (--backup-dir)",
+        ));
+    };
+    if !valid_backup_name(&request.name) {
+        return Err(ApiError::new(
+            ProblemKind::InvalidParameter,
+            format!(
+                "backup name {:?}: use 1 to 100 of A-Z a-z 0-9 . _ -, not starting with .",
+                request.name
+            ),
+        )
+        .with("parameter", "name"));
+    }
+    let directory = backup_dir.join(&request.name);
+    if directory.exists() {
+        return Err(ApiError::new(
+            ProblemKind::BackupExists,
+            format!("{} exists; choose another name", directory.display()),
+        )
+        .with("name", request.name));
+    }
+    let (store, target) = (store.clone(), directory.clone());
+    let report = tokio::task::spawn_blocking(move || store.backup(&target))
+        .await
+        .map_err(|e| ApiError::new(ProblemKind::Internal, e.to_string()))?
+        .map_err(|e| {
+            let detail = e.to_string();
+            match e {
+                factlog_log::BackupError::DestinationNotEmpty { .. } => {
+                    ApiError::new(ProblemKind::BackupExists, detail)
+                }
+                factlog_log::BackupError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    ApiError::new(ProblemKind::DiskFull, detail)
+                }
+                _ => ApiError::new(ProblemKind::BackupFailed, detail),
+            }
+        })?;
+    let body = BackupResponse {
+        name: request.name,
+        directory: directory.display().to_string(),
+        end_position: PositionJson(report.end_position),
+        events: report.events,
+        segments: report.segments,
+        bytes: report.bytes,
+        created_at: report.created_at.to_rfc3339_millis(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// The embedded engine's statistics.

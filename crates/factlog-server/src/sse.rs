@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use factlog_api::{EventJson, Problem};
@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::openapi::ReadErrors;
-use crate::routes::{Query, stream_name};
+use crate::routes::{PathParams, Query, stream_name};
 
 /// Where to start: the `Last-Event-ID` header wins over `from=`; each is `start`, `end`, or the
 /// id of the last event the client has.
@@ -98,7 +98,7 @@ pub async fn subscribe_all(
 )]
 pub async fn subscribe_stream(
     State(state): State<AppState>,
-    Path(stream): Path<String>,
+    PathParams(stream): PathParams<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {

@@ -9,9 +9,10 @@
 //! - e. a large store of 100-event streams, random whole-stream reads (target p99 <= 1 ms);
 //! - f. opening that store after a clean close (targets <= 1 s and <= 1 GiB resident) and
 //!   after `kill -9` of a process appending to it (target <= 3 s);
-//! - g, h, i. the HTTP server: single-event appends from 64 keep-alive connections (target
-//!   >= 20,000 events/s), batched POSTs of 100 events (target >= 300,000 events/s), and 100 SSE
-//!   subscribers following a writer at 10,000 events/s (p99 delivery delay); see [`http`].
+//! - g, h, i. the HTTP server: single-event appends from 64 keep-alive connections (target at
+//!   least 20,000 events/s), batched POSTs of 100 events (target at least 300,000 events/s),
+//!   and 100 SSE subscribers following a writer at 10,000 events/s (p99 delivery delay); see
+//!   [`http`].
 //!
 //! Everything happens in a temporary directory that is removed at the end, also on Ctrl-C.
 //! Nothing is hard-coded: every figure is measured in this run, and a scenario cut short by

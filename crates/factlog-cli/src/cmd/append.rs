@@ -5,16 +5,16 @@
 //! limit leaves the store as it was.
 
 use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use factlog_store::{
-    ContentType, EventId, EventStore, EventType, ExpectedVersion, Metadata, NewEvent, StreamName,
+    ContentType, EventId, EventType, ExpectedVersion, Metadata, NewEvent, StreamName,
 };
 use serde_json::{Value, json};
 
 use crate::UsageError;
-use crate::cmd::{open, plural};
+use crate::cmd::{Location, plural};
 use crate::output::Out;
 
 /// The fields of a JSON line, for messages.
@@ -60,7 +60,7 @@ pub struct Args {
     schema_version: u32,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
     let metadata = match &args.metadata {
         Some(text) => {
             Some(parse_metadata(text).map_err(|e| UsageError(format!("--metadata {e}")))?)
@@ -80,7 +80,7 @@ pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
             events
         }
     };
-    let store = open(dir)?;
+    let store = target.open()?;
     let result = store
         .append(&args.stream, args.expected_version, events)
         .await;

@@ -3,7 +3,8 @@
 //!
 //! The copy holds every event committed when the backup starts and ends at a whole append; a
 //! directory without its `BACKUP.json` is a backup that did not finish. The store in
-//! `--data-dir` is opened by this command, so it cannot run while a server holds the directory.
+//! `--data-dir` is opened by this command, so it cannot run while a server holds the directory;
+//! with `--server`, the server takes the backup into its `--backup-dir`, DEST naming it.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -13,17 +14,68 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cmd::{open_existing, plural};
+use crate::cmd::{Location, open_existing, plural};
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The directory to write the backup to; it must not exist or be empty.
+    /// The directory to write the backup to; it must not exist or be empty. With --server, the
+    /// name of the backup in the server's backup directory.
     #[arg(value_name = "DEST")]
     dest: PathBuf,
 }
 
-pub fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub async fn run(location: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    match location {
+        Location::Dir(dir) => run_local(dir, args, out),
+        Location::Server { url, token } => run_remote(url, token.as_deref(), args, out).await,
+    }
+}
+
+/// `POST /admin/backup` on the server.
+async fn run_remote(
+    url: &str,
+    token: Option<&str>,
+    args: Args,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let name = args.dest.to_string_lossy().into_owned();
+    let endpoint = format!("{}/admin/backup", url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new()
+        .post(&endpoint)
+        .json(&factlog_api::BackupRequest { name: name.clone() });
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("could not reach the server at {endpoint}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let detail = serde_json::from_str::<factlog_api::Problem>(&text)
+            .map(|p| p.detail)
+            .unwrap_or(text);
+        anyhow::bail!("the server refused the backup ({status}): {detail}");
+    }
+    let report: factlog_api::BackupResponse = serde_json::from_str(&text)
+        .with_context(|| format!("the server's answer is not a backup report: {text}"))?;
+    if out.json() {
+        out.json_line(&serde_json::to_value(&report)?)?;
+    } else {
+        out.line(format_args!(
+            "the server backed up {} ({}, {} bytes) into {}",
+            plural(report.events, "event"),
+            plural(u64::from(report.segments), "segment"),
+            report.bytes,
+            report.directory
+        ))?;
+    }
+    Ok(())
+}
+
+fn run_local(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
     let store = open_existing(dir)?;
     let bar = progress_bar(Unit::Bytes, "backup");
     let started = Instant::now();

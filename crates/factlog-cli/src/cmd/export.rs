@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use crate::cmd::backup::{Unit, progress_bar};
-use crate::cmd::{PAGE_EVENTS, open_existing, plural};
+use crate::cmd::{PAGE_EVENTS, Location, plural};
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]
@@ -48,18 +48,18 @@ pub struct Selection {
     pub from: Option<u64>,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = open_existing(dir)?;
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let store = target.open_existing()?;
     let selection = Selection {
         stream: args.stream.clone(),
         from: args.from,
     };
     let bar = progress_bar(Unit::Events, "export");
     let result = match &args.file {
-        Some(path) => export_to_file(&store, &selection, path, &bar).await,
+        Some(path) => export_to_file(&*store, &selection, path, &bar).await,
         None => {
             let mut stdout = BufWriter::new(std::io::stdout().lock());
-            let result = export(&store, &selection, &mut stdout, &bar).await;
+            let result = export(&*store, &selection, &mut stdout, &bar).await;
             result.and_then(|n| Ok(stdout.flush().map(|()| n)?))
         }
     };

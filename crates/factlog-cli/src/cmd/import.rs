@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use factlog_api::EventJson;
-use factlog_log::{EmbeddedStore, Options, SyncMode};
+use factlog_log::{Options, SyncMode};
 use factlog_store::{
     AppendError, EventId, EventStore, ExpectedVersion, NewEvent, StreamName, Version,
 };
@@ -31,6 +31,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use crate::UsageError;
+use crate::cmd::Location;
 use crate::cmd::backup::{Unit, progress_bar};
 use crate::cmd::plural;
 use crate::output::Out;
@@ -58,7 +59,7 @@ pub struct ImportReport {
     pub appends: u64,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
     let (source, mut input) = open_input(args.file.as_deref())?;
     let started = Instant::now();
     // Everything is checked before the store is opened: bad input must not create a store.
@@ -73,15 +74,14 @@ pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
         sync_mode: SyncMode::BulkImport,
         ..Options::default()
     };
-    let store = EmbeddedStore::open(dir, options)
-        .with_context(|| format!("could not open the store in {}", dir.display()))?;
+    let store = target.open_with(options)?;
     let bar = progress_bar(Unit::Events, "import");
     bar.set_length(events);
-    let result = import(&store, &mut BufReader::new(input), &source, &bar).await;
+    let result = import(&*store, &mut BufReader::new(input), &source, &bar).await;
     bar.finish_and_clear();
     // Closing syncs what bulk-import mode has not synced yet.
     store.close();
-    if let Some(reason) = store.stats().writer_failed {
+    if let Some(reason) = store.local().and_then(|s| s.stats().writer_failed) {
         anyhow::bail!(
             "the store failed while importing ({reason}); run the import again to finish it"
         );

@@ -1,12 +1,11 @@
 //! `factlog info STREAM`: what one stream holds.
 
-use std::path::Path;
 
 use anyhow::anyhow;
-use factlog_store::{EventStore, StreamName};
+use factlog_store::StreamName;
 use serde_json::json;
 
-use crate::cmd::open_existing;
+use crate::cmd::Location;
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]
@@ -15,15 +14,15 @@ pub struct Args {
     stream: StreamName,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = open_existing(dir)?;
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let store = target.open_existing()?;
     let info = store.stream_info(&args.stream).await;
     store.close();
     let info = info?.ok_or_else(|| {
         anyhow!(
             "stream {} does not exist in {}; `factlog streams --prefix {}` lists similar names",
             args.stream,
-            dir.display(),
+            target.describe(),
             args.stream.category()
         )
     })?;

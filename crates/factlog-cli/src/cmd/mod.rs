@@ -14,11 +14,16 @@ pub mod streams;
 pub mod tail;
 pub mod verify;
 
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use factlog_client::HttpStore;
 use factlog_log::{EmbeddedStore, IndexSource, OpenReport, Options, segment_file_name};
-use factlog_store::RecordedEvent;
+use factlog_store::{EventStore, RecordedEvent};
+
+use crate::UsageError;
 use serde_json::{Value, json};
 
 /// Events asked of the store per call when a command reads more than that: bounds memory.
@@ -47,6 +52,112 @@ pub fn open_existing(dir: &Path) -> anyhow::Result<EmbeddedStore> {
 pub fn open(dir: &Path) -> anyhow::Result<EmbeddedStore> {
     EmbeddedStore::open(dir, Options::default())
         .with_context(|| format!("could not open the store in {}", dir.display()))
+}
+
+/// Where a command works: a data directory (opened by the command, which then owns it), or a
+/// running server (`--server URL --token T`) through the HTTP client.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Dir(PathBuf),
+    Server { url: String, token: Option<String> },
+}
+
+/// An open store: the embedded one in a data directory, or a server's.
+pub struct Opened {
+    store: Arc<dyn EventStore>,
+    embedded: Option<Arc<EmbeddedStore>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
+}
+
+impl Deref for Opened {
+    type Target = dyn EventStore;
+    fn deref(&self) -> &Self::Target {
+        &*self.store
+    }
+}
+
+impl Opened {
+    fn embedded(store: EmbeddedStore) -> Self {
+        let store = Arc::new(store);
+        Self {
+            store: store.clone(),
+            embedded: Some(store),
+        }
+    }
+
+    /// The embedded store, when the command opened a data directory.
+    pub fn local(&self) -> Option<&EmbeddedStore> {
+        self.embedded.as_deref()
+    }
+
+    /// Closes an embedded store (sync, index snapshot, lock released); nothing for a server.
+    pub fn close(&self) {
+        if let Some(store) = &self.embedded {
+            store.close();
+        }
+    }
+}
+
+impl Location {
+    /// Opens the store, which must exist when it is a data directory.
+    pub fn open_existing(&self) -> anyhow::Result<Opened> {
+        match self {
+            Location::Dir(dir) => open_existing(dir).map(Opened::embedded),
+            Location::Server { .. } => self.server(),
+        }
+    }
+
+    /// Opens the store, creating it when it is a data directory that holds none.
+    pub fn open(&self) -> anyhow::Result<Opened> {
+        self.open_with(Options::default())
+    }
+
+    /// Like [`Location::open`], with options for a data directory.
+    pub fn open_with(&self, options: Options) -> anyhow::Result<Opened> {
+        match self {
+            Location::Dir(dir) => EmbeddedStore::open(dir, options)
+                .with_context(|| format!("could not open the store in {}", dir.display()))
+                .map(Opened::embedded),
+            Location::Server { .. } => self.server(),
+        }
+    }
+
+    fn server(&self) -> anyhow::Result<Opened> {
+        let Location::Server { url, token } = self else {
+            unreachable!("called for a server target only")
+        };
+        let store = HttpStore::new(url, token.clone())
+            .with_context(|| format!("could not set up the client for {url}"))?;
+        Ok(Opened {
+            store: Arc::new(store),
+            embedded: None,
+        })
+    }
+
+    /// The data directory of a command that only works on one.
+    pub fn local_dir(&self, command: &str, why: &str) -> Result<&Path, UsageError> {
+        match self {
+            Location::Dir(dir) => Ok(dir),
+            Location::Server { .. } => Err(UsageError(format!(
+                "`factlog {command}` works on a data directory, not with --server: {why}"
+            ))),
+        }
+    }
+
+    /// The data directory or the server's URL, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Dir(dir) => dir.display().to_string(),
+            Location::Server { url, .. } => url.clone(),
+        }
+    }
 }
 
 /// An event as one JSON object: the shape `factlog read --json` prints.

@@ -3,7 +3,6 @@
 //! Events are read a page at a time and printed as they come, so reading a large store takes
 //! little memory and `| head` stops early.
 
-use std::path::Path;
 
 use factlog_store::{
     AllFrom, Direction, EventFilter, EventStore, Position, ReadAll, ReadStream, RecordedEvent,
@@ -11,7 +10,7 @@ use factlog_store::{
 };
 
 use crate::UsageError;
-use crate::cmd::{PAGE_EVENTS, event_json, event_text, open_existing};
+use crate::cmd::{PAGE_EVENTS, Location, event_json, event_text};
 use crate::output::Out;
 
 /// What to read: one stream or all of them.
@@ -62,7 +61,7 @@ pub struct Args {
     category: Option<String>,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
     let filter = EventFilter {
         event_types: args.types.clone(),
         stream_prefix: args.prefix.clone(),
@@ -75,7 +74,7 @@ pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
         )
         .into());
     }
-    let store = open_existing(dir)?;
+    let store = target.open_existing()?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let direction = if args.backward {
         Direction::Backward
@@ -84,9 +83,9 @@ pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
     };
     let result = match &args.target {
         Target::Stream(stream) => {
-            read_stream(&store, stream, args.from, direction, limit, out).await
+            read_stream(&*store, stream, args.from, direction, limit, out).await
         }
-        Target::All => read_all(&store, args.from, direction, filter, limit, out).await,
+        Target::All => read_all(&*store, args.from, direction, filter, limit, out).await,
     };
     store.close();
     result

@@ -5,13 +5,14 @@
 //! damaged backup is refused, naming the file, and leaves nothing behind. The restored store is
 //! opened once to prove that it works.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use factlog_log::Options;
 use serde_json::json;
 
+use crate::cmd::Location;
 use crate::cmd::backup::{Unit, progress_bar};
 use crate::cmd::plural;
 use crate::output::Out;
@@ -23,7 +24,8 @@ pub struct Args {
     backup_dir: PathBuf,
 }
 
-pub fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let dir = target.local_dir("restore", "a server's store cannot be replaced while it runs; stop the server and restore into its data directory")?;
     let bar = progress_bar(Unit::Bytes, "restore");
     let started = Instant::now();
     let result =

@@ -62,6 +62,11 @@ pub struct Args {
     #[arg(long, env = "FACTLOG_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS")]
     request_timeout_seconds: Option<f64>,
 
+    /// Where `POST /admin/backup` (and `factlog backup --server`) writes backups, one directory
+    /// each; unset, backups over HTTP are off.
+    #[arg(long, env = "FACTLOG_BACKUP_DIR", value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
@@ -118,6 +123,7 @@ pub fn server_config(args: &Args, file: &FileConfig) -> anyhow::Result<Config> {
             defaults.shutdown_timeout,
             "shutdown-timeout-seconds",
         )?,
+        backup_dir: args.backup_dir.clone().or_else(|| f.backup_dir.clone()),
     })
 }
 

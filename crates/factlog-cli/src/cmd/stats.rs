@@ -5,13 +5,15 @@ use std::path::Path;
 use factlog_log::IndexSource;
 use serde_json::json;
 
+use crate::cmd::Location;
 use crate::cmd::{index_source_name, open_existing, open_report_json};
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub fn run(dir: &Path, _args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub fn run(target: &Location, _args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let dir = target.local_dir("stats", "it reports what opening the files found; use GET /admin/stats or /metrics of the server")?;
     let store = open_existing(dir)?;
     let stats = store.stats();
     let report = store.open_report().clone();

@@ -1,11 +1,10 @@
 //! `factlog streams`: list stream names in byte order, optionally by prefix.
 
-use std::path::Path;
 
 use factlog_store::{EventStore, ListStreams};
 use serde_json::json;
 
-use crate::cmd::open_existing;
+use crate::cmd::Location;
 use crate::output::Out;
 
 /// Names asked of the store per call.
@@ -26,9 +25,9 @@ pub struct Args {
     limit: Option<usize>,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = open_existing(dir)?;
-    let result = list(&store, args, out).await;
+pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    let store = target.open_existing()?;
+    let result = list(&*store, args, out).await;
     store.close();
     result
 }

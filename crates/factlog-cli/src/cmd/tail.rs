@@ -4,7 +4,6 @@
 //! It is a subscription of the store API (catch-up from storage, then live, with no gap and no
 //! duplicate), so it runs the same against any backend. Each event is flushed as it is printed.
 
-use std::path::Path;
 
 use anyhow::Context;
 use factlog_store::{
@@ -14,7 +13,7 @@ use factlog_store::{
 use futures::StreamExt;
 
 use crate::UsageError;
-use crate::cmd::{event_json, event_text, open_existing};
+use crate::cmd::{Location, event_json, event_text};
 use crate::output::Out;
 
 /// What to follow.
@@ -86,7 +85,7 @@ pub struct Args {
     count: Option<u64>,
 }
 
-pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+pub async fn run(location: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
     let target = args.target.clone().unwrap_or(Target::All);
     let filter = EventFilter {
         event_types: args.types.clone(),
@@ -99,8 +98,8 @@ pub async fn run(dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
         )
         .into());
     }
-    let store = open_existing(dir)?;
-    let result = tail(&store, &target, args.from, filter, args.count, out).await;
+    let store = location.open_existing()?;
+    let result = tail(&*store, &target, args.from, filter, args.count, out).await;
     store.close();
     result
 }
