@@ -383,7 +383,11 @@ pub struct CategoriesResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupRequest {
     /// 1 to 100 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
-    #[schema(min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+    )]
     pub name: String,
 }
 

@@ -28,7 +28,13 @@ struct Cli {
     server: Option<String>,
 
     /// The bearer token for --server.
-    #[arg(long, global = true, env = "FACTLOG_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "FACTLOG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
 
     /// A TOML configuration file; the environment and flags override what it says.
@@ -129,7 +135,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut out = output::Out::new(cli.json);
     match cli.command {
-        Command::Serve(args) => cmd::serve::run(target.local_dir("serve", "it serves a data directory")?, args, &file, &mut out).await?,
+        Command::Serve(args) => {
+            cmd::serve::run(
+                target.local_dir("serve", "it serves a data directory")?,
+                args,
+                &file,
+                &mut out,
+            )
+            .await?
+        }
         Command::Verify(args) => cmd::verify::run(&target, args, &mut out)?,
         Command::Append(args) => cmd::append::run(&target, args, &mut out).await?,
         Command::Read(args) => cmd::read::run(&target, args, &mut out).await?,

@@ -13,9 +13,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use factlog_api::{
-    AllEventsResponse, AppendResponse, BackupRequest, BackupResponse, CategoriesResponse, EXPECTED_VERSION_HEADER, EventJson,
-    HealthResponse, MultiAppendResponse, NewEventJson, PositionJson, Problem, ProblemKind,
-    StreamAppendJson, StreamAppendResponse, StreamEventsResponse, StreamInfoJson, StreamsResponse,
+    AllEventsResponse, AppendResponse, BackupRequest, BackupResponse, CategoriesResponse,
+    EXPECTED_VERSION_HEADER, EventJson, HealthResponse, MultiAppendResponse, NewEventJson,
+    PositionJson, Problem, ProblemKind, StreamAppendJson, StreamAppendResponse,
+    StreamEventsResponse, StreamInfoJson, StreamsResponse,
 };
 use factlog_store::{
     AllFrom, AsOf, Direction, EventFilter, ExpectedVersion, ListStreams, NewEvent, Position,
@@ -200,7 +201,12 @@ fn version_segment(raw: &str) -> Result<Version, ApiError> {
 async fn json_bytes(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
     if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
         let json = content_type.to_str().ok().is_some_and(|ct| {
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         });
         if !json {
@@ -213,20 +219,22 @@ async fn json_bytes(request: Request, state: &AppState) -> Result<Bytes, ApiErro
             ));
         }
     }
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ProblemKind::BodyTooLarge,
-                format!(
-                    "the body is over {} bytes; split the append",
-                    state.config.body_limit_bytes
-                ),
-            )
-            .with("max", state.config.body_limit_bytes)
-        } else {
-            ApiError::new(ProblemKind::MalformedBody, rejection.body_text())
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ProblemKind::BodyTooLarge,
+                    format!(
+                        "the body is over {} bytes; split the append",
+                        state.config.body_limit_bytes
+                    ),
+                )
+                .with("max", state.config.body_limit_bytes)
+            } else {
+                ApiError::new(ProblemKind::MalformedBody, rejection.body_text())
+            }
+        })
 }
 
 /// The request body as a JSON array of `T`.
@@ -268,9 +276,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = json_bytes(request, state).await?;
-        serde_json::from_slice::<T>(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::new(ProblemKind::MalformedBody, format!("the body: {e}"))
-        })
+        serde_json::from_slice::<T>(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::new(ProblemKind::MalformedBody, format!("the body: {e}")))
     }
 }
 

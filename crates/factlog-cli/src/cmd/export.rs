@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use crate::cmd::backup::{Unit, progress_bar};
-use crate::cmd::{PAGE_EVENTS, Location, plural};
+use crate::cmd::{Location, PAGE_EVENTS, plural};
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]

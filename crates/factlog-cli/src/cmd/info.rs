@@ -1,6 +1,5 @@
 //! `factlog info STREAM`: what one stream holds.
 
-
 use anyhow::anyhow;
 use factlog_store::StreamName;
 use serde_json::json;

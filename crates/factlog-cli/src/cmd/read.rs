@@ -3,14 +3,13 @@
 //! Events are read a page at a time and printed as they come, so reading a large store takes
 //! little memory and `| head` stops early.
 
-
 use factlog_store::{
     AllFrom, Direction, EventFilter, EventStore, Position, ReadAll, ReadStream, RecordedEvent,
     StreamFrom, StreamName,
 };
 
 use crate::UsageError;
-use crate::cmd::{PAGE_EVENTS, Location, event_json, event_text};
+use crate::cmd::{Location, PAGE_EVENTS, event_json, event_text};
 use crate::output::Out;
 
 /// What to read: one stream or all of them.

@@ -13,7 +13,10 @@ use crate::output::Out;
 pub struct Args {}
 
 pub fn run(target: &Location, _args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let dir = target.local_dir("stats", "it reports what opening the files found; use GET /admin/stats or /metrics of the server")?;
+    let dir = target.local_dir(
+        "stats",
+        "it reports what opening the files found; use GET /admin/stats or /metrics of the server",
+    )?;
     let store = open_existing(dir)?;
     let stats = store.stats();
     let report = store.open_report().clone();

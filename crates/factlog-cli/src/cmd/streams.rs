@@ -1,6 +1,5 @@
 //! `factlog streams`: list stream names in byte order, optionally by prefix.
 
-
 use factlog_store::{EventStore, ListStreams};
 use serde_json::json;
 

@@ -4,7 +4,6 @@
 //! It is a subscription of the store API (catch-up from storage, then live, with no gap and no
 //! duplicate), so it runs the same against any backend. Each event is flushed as it is printed.
 
-
 use anyhow::Context;
 use factlog_store::{
     AllFrom, AsOf, Direction, EventFilter, EventStore, Position, ReadAll, ReadError, ReadStream,

@@ -3,7 +3,6 @@
 //! Verify changes nothing. It fails (exit 1) on the first bad record, naming the file and the
 //! byte offset, so that the damage can be inspected before the store is repaired.
 
-
 use anyhow::{Context, bail};
 use factlog_log::Options;
 use serde_json::json;
@@ -16,7 +15,10 @@ use crate::output::Out;
 pub struct Args {}
 
 pub fn run(target: &Location, _args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let dir = target.local_dir("verify", "it reads the files of a closed store; verify a backup of the server instead")?;
+    let dir = target.local_dir(
+        "verify",
+        "it reads the files of a closed store; verify a backup of the server instead",
+    )?;
     if !dir.is_dir() {
         bail!(
             "{} is not a directory; pass --data-dir DIR or set FACTLOG_DATA_DIR to the store's directory",
