@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use factlog_api::ProblemKind;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
@@ -80,17 +81,15 @@ impl Tokens {
         self.0.is_empty()
     }
 
-    /// The role of `presented`, comparing against every token in constant time (per token), so
-    /// that timing reveals neither which token matched nor how much of one did.
+    /// The role of `presented`, comparing against every token in constant time, so that timing
+    /// reveals neither which token matched, nor how much of one did, nor its length: both sides
+    /// are compared as SHA-256 digests, which have one length.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
+        let presented = Sha256::digest(presented.as_bytes());
         let mut found = None;
         for token in &self.0 {
-            let equal: bool = token
-                .token
-                .expose()
-                .as_bytes()
-                .ct_eq(presented.as_bytes())
-                .into();
+            let expected = Sha256::digest(token.token.expose().as_bytes());
+            let equal: bool = expected.ct_eq(&presented).into();
             if equal {
                 found = found.max(Some(token.role));
             }

@@ -81,6 +81,10 @@ pub struct Config {
     /// The longest a request may take to be answered (not counting a live stream's body).
     #[serde(with = "seconds", rename = "request-timeout-seconds")]
     pub request_timeout: Duration,
+    /// How long a client has to complete the TLS handshake, send its first bytes, and send a
+    /// request's headers; and to answer an HTTP/2 ping.
+    #[serde(with = "seconds", rename = "header-timeout-seconds")]
+    pub header_timeout: Duration,
     /// How often a quiet Server-Sent Events stream gets a keep-alive comment.
     #[serde(with = "seconds", rename = "keep-alive-seconds")]
     pub keep_alive_interval: Duration,
@@ -102,6 +106,7 @@ impl Default for Config {
             body_limit_bytes: 16 * 1024 * 1024,
             connections_max: 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
             backup_dir: None,
@@ -122,6 +127,7 @@ pub struct FileConfig {
     pub connections_max: Option<usize>,
     pub request_timeout_seconds: Option<f64>,
     pub keep_alive_seconds: Option<f64>,
+    pub header_timeout_seconds: Option<f64>,
     pub shutdown_timeout_seconds: Option<f64>,
     pub backup_dir: Option<PathBuf>,
 }

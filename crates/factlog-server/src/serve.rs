@@ -22,9 +22,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, TlsConfig};
 use crate::{AppState, Backend, app, auth, metrics};
 
-/// How long a client has to finish the TLS handshake, and to send a request's headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -134,12 +131,20 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, state
     let graceful = GracefulShutdown::new();
     let mut shutdown = state.shutdown.clone();
     let shutdown_timeout = state.config.shutdown_timeout;
+    let header_timeout = state.config.header_timeout;
     let router = app(state);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
+        .header_read_timeout(header_timeout);
+    // An HTTP/2 connection whose peer stops answering pings is closed, so that it cannot hold
+    // a connection slot forever.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(header_timeout);
     let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
@@ -167,12 +172,22 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, state
             let _permit = permit;
             let result = match acceptor {
                 None => {
+                    // A client that connects and never sends a byte would hold a connection slot
+                    // forever: it gets as long as a TLS client has for its handshake.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(header_timeout, tcp.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => {
+                            tracing::debug!(%peer, "closed a connection that sent nothing");
+                            return;
+                        }
+                    }
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .into_owned();
                     watcher.watch(conn).await
                 }
-                Some(acceptor) => match tls_handshake(&acceptor, tcp).await {
+                Some(acceptor) => match tls_handshake(&acceptor, tcp, header_timeout).await {
                     Ok(tls) => {
                         let conn = builder
                             .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -210,8 +225,9 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 async fn tls_handshake(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
+    timeout: Duration,
 ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    tokio::time::timeout(timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
 }

@@ -144,3 +144,26 @@ async fn shutdown_answers_the_append_in_flight_then_refuses_new_connections() {
     assert!(refused.is_err(), "a stopped server answered");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_loses_its_slot_after_the_header_timeout() {
+    let t = common::TestServer::with_config(Config {
+        connections_max: 1,
+        header_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let addr = t.url.trim_start_matches("http://").to_owned();
+    tokio::task::spawn_blocking(move || {
+        // Takes the only slot and says nothing.
+        let _silent = TcpStream::connect(&addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut next = TcpStream::connect(&addr).unwrap();
+        next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let answer = get_health(&mut next).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    })
+    .await
+    .unwrap();
+    t.stop().await;
+}

@@ -113,6 +113,11 @@ pub fn server_config(args: &Args, file: &FileConfig) -> anyhow::Result<Config> {
             defaults.request_timeout,
             "request-timeout-seconds",
         )?,
+        header_timeout: seconds(
+            f.header_timeout_seconds,
+            defaults.header_timeout,
+            "header-timeout-seconds",
+        )?,
         keep_alive_interval: seconds(
             f.keep_alive_seconds,
             defaults.keep_alive_interval,
