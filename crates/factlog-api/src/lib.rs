@@ -4,15 +4,19 @@
 //!
 //! Conventions: field names are camelCase; positions are strings (JSON numbers lose precision
 //! above 2^53, and positions are opaque to clients); times are RFC 3339 UTC with milliseconds.
+//! Event data travels as `data` (a JSON value, or text for other content types) when that carries
+//! the bytes exactly, and as `dataBase64` otherwise, so that every byte string round-trips.
 
 pub mod problem;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use factlog_store::{
     AppendResult, ContentType, EventId, EventType, ExpectedVersion, Metadata, NewEvent, Position,
     RecordedEvent, StreamInfo, StreamName, Timestamp, Version,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -34,8 +38,20 @@ pub struct NewEventJson {
     pub event_id: Option<String>,
     /// The event type, such as `MoneyDeposited`.
     pub event_type: String,
-    /// The event's data: any JSON value (a string of text when `contentType` is not JSON).
-    pub data: Value,
+    /// The event's data: any JSON value (a string of text when `contentType` is not JSON), stored
+    /// in compact form. Give `data` or `dataBase64`, not both.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<Value>,
+    /// The event's data as standard base64 (RFC 4648, padded), stored as exactly these bytes
+    /// whatever `contentType` says: for data that `data` cannot carry, such as bytes that are not
+    /// UTF-8, or JSON-typed data that is not JSON. Give `data` or `dataBase64`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Byte)]
+    pub data_base64: Option<String>,
     /// A JSON object; `correlationId` and `causationId` are the conventional keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -69,17 +85,34 @@ impl NewEventJson {
             }
             None => ContentType::json(),
         };
-        let data = if content_type.is_json() {
-            Bytes::from(serde_json::to_vec(&self.data).expect("a JSON value always serializes"))
-        } else {
-            match self.data {
-                Value::String(text) => Bytes::from(text),
-                _ => {
-                    return Err(invalid(
-                        "data",
-                        format!("with content type {content_type}, data must be a string"),
-                    ));
-                }
+        let data = match (self.data, self.data_base64) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "data",
+                    "give data or dataBase64, not both".to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "data",
+                    "give data (a JSON value) or dataBase64 (the bytes in base64)".to_owned(),
+                ));
+            }
+            (None, Some(base64)) => Bytes::from(
+                BASE64
+                    .decode(&base64)
+                    .map_err(|e| invalid("dataBase64", format!("not standard base64: {e}")))?,
+            ),
+            (Some(value), None) if content_type.is_json() => Bytes::from(json_bytes(&value)),
+            (Some(Value::String(text)), None) => Bytes::from(text),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "data",
+                    format!(
+                        "with content type {content_type}, data must be a string \
+                         (or give dataBase64)"
+                    ),
+                ));
             }
         };
         let mut event = NewEvent::new(event_type, content_type, data)
@@ -94,12 +127,19 @@ impl NewEventJson {
         Ok(event)
     }
 
-    /// The JSON form of `event` (what the HTTP client sends).
+    /// The JSON form of `event` (what the HTTP client sends): `data` when it carries the bytes
+    /// exactly, otherwise `dataBase64`, so that [`NewEventJson::into_new_event`] gives back the
+    /// same bytes.
     pub fn from_new_event(event: &NewEvent) -> Self {
+        let (data, data_base64) = match data_fields(&event.content_type, &event.data) {
+            (Some(value), None) => (Some(value), None),
+            _ => (None, Some(BASE64.encode(&event.data))),
+        };
         Self {
             event_id: event.id.map(|id| id.to_string()),
             event_type: event.event_type.as_str().to_owned(),
-            data: data_value(&event.content_type, &event.data),
+            data,
+            data_base64,
             metadata: (!event.metadata.is_empty()).then(|| event.metadata.clone()),
             schema_version: (event.schema_version != 1).then_some(event.schema_version),
             content_type: (!event.content_type.is_json())
@@ -108,14 +148,50 @@ impl NewEventJson {
     }
 }
 
-/// The data as JSON when it is JSON, otherwise as (lossily decoded) text.
-pub fn data_value(content_type: &ContentType, data: &[u8]) -> Value {
-    if content_type.is_json()
-        && let Ok(value) = serde_json::from_slice(data)
-    {
-        return value;
+/// `Option<Value>` that tells `"data": null` (the JSON value null) from an absent field.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// The bytes a `data` JSON value is stored as: its compact form.
+fn json_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a JSON value always serializes")
+}
+
+/// Whether every object in `value` has its keys in strictly increasing byte order. A map that
+/// keeps insertion order (serde_json's `preserve_order`) and one that sorts write such a value
+/// the same, so [`data_fields`] decides alike whichever the client and the server were built
+/// with.
+fn keys_sorted(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) && map.values().all(keys_sorted)
+        }
+        Value::Array(items) => items.iter().all(keys_sorted),
+        _ => true,
     }
-    Value::String(String::from_utf8_lossy(data).into_owned())
+}
+
+/// How `data` and `dataBase64` carry `data` of `content_type`:
+/// - JSON content that `data` gives back byte for byte (compact, object keys in byte order):
+///   `data` alone;
+/// - other JSON content: `data` with the value, for readers, and `dataBase64` with the exact bytes
+///   (whitespace, key order and number spelling are not kept by `data`);
+/// - UTF-8 text of any other content type: `data` alone, a string;
+/// - anything else: `dataBase64` alone.
+fn data_fields(content_type: &ContentType, data: &[u8]) -> (Option<Value>, Option<String>) {
+    if content_type.is_json() {
+        match serde_json::from_slice::<Value>(data) {
+            Ok(value) if keys_sorted(&value) && json_bytes(&value) == data => (Some(value), None),
+            Ok(value) => (Some(value), Some(BASE64.encode(data))),
+            Err(_) => (None, Some(BASE64.encode(data))),
+        }
+    } else {
+        match std::str::from_utf8(data) {
+            Ok(text) => (Some(Value::String(text.to_owned())), None),
+            Err(_) => (None, Some(BASE64.encode(data))),
+        }
+    }
 }
 
 /// A stored event.
@@ -134,13 +210,27 @@ pub struct EventJson {
     pub content_type: String,
     /// When the store recorded the event: RFC 3339, UTC, milliseconds.
     pub recorded_at: String,
-    pub data: Value,
+    /// The data as a JSON value (JSON content) or a string (UTF-8 text of other content types);
+    /// absent when it is neither.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<Value>,
+    /// The exact bytes of the data in standard base64, present when `data` is absent or would not
+    /// give them back byte for byte (JSON that is not in compact form with its object keys in
+    /// byte order). Prefer it to `data` where the exact bytes matter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Byte)]
+    pub data_base64: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Metadata,
 }
 
 impl From<&RecordedEvent> for EventJson {
     fn from(event: &RecordedEvent) -> Self {
+        let (data, data_base64) = data_fields(&event.content_type, &event.data);
         Self {
             event_id: event.id.to_string(),
             stream: event.stream.as_str().to_owned(),
@@ -150,24 +240,29 @@ impl From<&RecordedEvent> for EventJson {
             schema_version: event.schema_version,
             content_type: event.content_type.as_str().to_owned(),
             recorded_at: event.recorded_at.to_rfc3339_millis(),
-            data: data_value(&event.content_type, &event.data),
+            data,
+            data_base64,
             metadata: event.metadata.clone(),
         }
     }
 }
 
 impl EventJson {
-    /// The event back in the store's types (what the HTTP client returns). `recordedAt` keeps the
-    /// milliseconds the JSON carries.
+    /// The event back in the store's types (what the HTTP client returns): the data from
+    /// `dataBase64` when present, otherwise from `data`. `recordedAt` keeps the milliseconds the
+    /// JSON carries.
     pub fn into_recorded(self) -> Result<RecordedEvent, String> {
         let content_type = ContentType::new(self.content_type).map_err(|e| e.to_string())?;
-        let data = if content_type.is_json() {
-            Bytes::from(serde_json::to_vec(&self.data).expect("a JSON value always serializes"))
-        } else {
-            match self.data {
-                Value::String(text) => Bytes::from(text),
-                other => Bytes::from(other.to_string()),
-            }
+        let data = match (self.data_base64, self.data) {
+            (Some(base64), _) => Bytes::from(
+                BASE64
+                    .decode(&base64)
+                    .map_err(|e| format!("dataBase64 is not standard base64: {e}"))?,
+            ),
+            (None, Some(value)) if content_type.is_json() => Bytes::from(json_bytes(&value)),
+            (None, Some(Value::String(text))) => Bytes::from(text),
+            (None, Some(other)) => Bytes::from(other.to_string()),
+            (None, None) => return Err("the event has neither data nor dataBase64".to_owned()),
         };
         Ok(RecordedEvent {
             id: self
@@ -459,6 +554,168 @@ mod tests {
         );
         assert!(bad(serde_json::json!({"data": 1})).contains("eventType"));
         assert!(bad(serde_json::json!({"eventType": "A", "data": 1, "x": 1})).contains("x"));
+    }
+
+    fn new_event(content_type: &str, data: &[u8]) -> NewEvent {
+        NewEvent::new(
+            EventType::new("E").unwrap(),
+            ContentType::new(content_type).unwrap(),
+            data.to_vec(),
+        )
+    }
+
+    /// `event` through the JSON text the client sends, and back as the server reads it.
+    fn sent(event: &NewEvent) -> (Value, NewEvent) {
+        let text = serde_json::to_string(&NewEventJson::from_new_event(event)).unwrap();
+        let json: NewEventJson = serde_json::from_str(&text).unwrap();
+        let back = json.into_new_event().unwrap();
+        (serde_json::from_str(&text).unwrap(), back)
+    }
+
+    /// `event` stored, through the JSON text the server sends, and back as the client reads it.
+    fn served(event: &NewEvent) -> (Value, RecordedEvent) {
+        let recorded = RecordedEvent {
+            id: "0190a5a0-0000-7000-8000-000000000001".parse().unwrap(),
+            stream: StreamName::new("s-1").unwrap(),
+            version: 3,
+            position: "42".parse().unwrap(),
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            content_type: event.content_type.clone(),
+            data: event.data.clone(),
+            metadata: event.metadata.clone(),
+            recorded_at: Timestamp::from_unix_micros(1_767_225_600_123_000),
+        };
+        let text = serde_json::to_string(&EventJson::from(&recorded)).unwrap();
+        let json: EventJson = serde_json::from_str(&text).unwrap();
+        let back = json.into_recorded().unwrap();
+        assert_eq!(back, recorded, "{text}");
+        (serde_json::from_str(&text).unwrap(), back)
+    }
+
+    #[test]
+    fn data_round_trips_byte_for_byte() {
+        let binary: Vec<u8> = (0..=255).collect();
+        let cases: [(&str, &[u8], &str); 8] = [
+            (
+                "application/json",
+                r#"{"a":[1,2.5,null],"b":"é\n"}"#.as_bytes(),
+                "data",
+            ),
+            ("application/json", b"null", "data"),
+            ("text/plain", "héllo\n\u{0}wörld".as_bytes(), "data"),
+            ("text/plain", b"", "data"),
+            ("application/octet-stream", &binary, "dataBase64"),
+            ("text/plain", &binary, "dataBase64"),
+            ("application/json", b"", "dataBase64"),
+            ("application/json", b"{", "dataBase64"),
+        ];
+        for (content_type, data, field) in cases {
+            let event = new_event(content_type, data);
+            let (json, back) = sent(&event);
+            assert_eq!(back, event, "{json}");
+            let fields: Vec<&str> = ["data", "dataBase64"]
+                .into_iter()
+                .filter(|f| json.get(f).is_some())
+                .collect();
+            assert_eq!(fields, [field], "sent {json}");
+            let (json, _) = served(&event);
+            let fields: Vec<&str> = ["data", "dataBase64"]
+                .into_iter()
+                .filter(|f| json.get(f).is_some())
+                .collect();
+            assert_eq!(fields, [field], "served {json}");
+        }
+        let (json, _) = served(&new_event("application/octet-stream", &binary));
+        assert_eq!(
+            json["dataBase64"].as_str().unwrap(),
+            BASE64.encode(&binary),
+            "standard base64 with padding"
+        );
+        assert_eq!(
+            served(&new_event("text/plain", "té".as_bytes())).0["data"],
+            "té"
+        );
+    }
+
+    /// JSON that compact writing would change (whitespace, key order, number spelling) goes as
+    /// `dataBase64` to the server, and comes back as both: the value for readers and the bytes.
+    #[test]
+    fn json_that_data_would_change_keeps_its_bytes() {
+        for data in [
+            &br#"{"a": 1}"#[..],
+            br#"{"b":1,"a":2}"#,
+            br#"{"a":{"d":1,"c":2}}"#,
+            br#"[1.0e2]"#,
+            br#"["\u00e9"]"#,
+            br#"{"a":1,"a":2}"#,
+            b" 7",
+        ] {
+            let event = new_event("application/json", data);
+            let (json, back) = sent(&event);
+            assert_eq!(back, event, "{json}");
+            assert!(json.get("data").is_none(), "{json}");
+            let (json, _) = served(&event);
+            assert_eq!(
+                json["data"],
+                serde_json::from_slice::<Value>(data).unwrap(),
+                "{json}"
+            );
+            assert_eq!(json["dataBase64"].as_str().unwrap(), BASE64.encode(data));
+        }
+    }
+
+    #[test]
+    fn data_or_data_base64_exactly_one() {
+        let into = |v: Value| {
+            serde_json::from_value::<NewEventJson>(v)
+                .unwrap()
+                .into_new_event()
+        };
+        let field = |v: Value| into(v).unwrap_err().field;
+        assert_eq!(field(serde_json::json!({"eventType": "A"})), "data");
+        assert_eq!(
+            field(serde_json::json!({"eventType": "A", "data": 1, "dataBase64": "AA=="})),
+            "data"
+        );
+        assert_eq!(
+            field(serde_json::json!({"eventType": "A", "dataBase64": "not base64!"})),
+            "dataBase64"
+        );
+        // Base64 without its padding is not standard base64.
+        assert_eq!(
+            field(serde_json::json!({"eventType": "A", "dataBase64": "AA"})),
+            "dataBase64"
+        );
+        // `null` is a JSON value like any other, not an absent `data`.
+        let event = into(serde_json::json!({"eventType": "A", "data": null})).unwrap();
+        assert_eq!(&event.data[..], b"null");
+        // `dataBase64` is the bytes whatever the content type says.
+        let event = into(serde_json::json!({"eventType": "A", "dataBase64": "/wA="})).unwrap();
+        assert!(event.content_type.is_json());
+        assert_eq!(&event.data[..], b"\xff\x00");
+        let event = into(serde_json::json!(
+            {"eventType": "A", "dataBase64": "", "contentType": "text/plain"}
+        ))
+        .unwrap();
+        assert!(event.data.is_empty());
+    }
+
+    #[test]
+    fn data_is_an_optional_json_value_in_the_schema() {
+        use utoipa::PartialSchema;
+        for schema in [NewEventJson::schema(), EventJson::schema()] {
+            let schema = serde_json::to_value(schema).unwrap();
+            let required = schema["required"].as_array().unwrap();
+            assert!(!required.contains(&"data".into()), "{schema}");
+            assert!(!required.contains(&"dataBase64".into()), "{schema}");
+            let data = schema["properties"]["data"].as_object().unwrap();
+            assert!(
+                !data.contains_key("type") && !data.contains_key("$ref"),
+                "any JSON value: {schema}"
+            );
+            assert_eq!(schema["properties"]["dataBase64"]["format"], "byte");
+        }
     }
 
     #[test]

@@ -30,9 +30,9 @@
 //! no duplicate.
 //!
 //! What the HTTP API carries differently from an embedded store:
-//! - `recorded_at` has the milliseconds of the API's `recordedAt`, not the store's microseconds.
-//! - Event data travels as JSON: JSON data must be valid JSON (the server stores it compact) and
-//!   other data must be UTF-8 text; an append with anything else is refused before it is sent.
+//! - `recorded_at` has the milliseconds of the API's `recordedAt`, not the store's microseconds;
+//!   reads `AsOf::Time(t)` agree with it: they see the events recorded by the end of `t`'s
+//!   millisecond, which are the events reported at or before `t`.
 //! - The stream names `.` and `..` cannot be addressed in a URL path; appends to them go through
 //!   `POST /append`, and reads of them fail.
 

@@ -207,34 +207,10 @@ impl HttpStore {
     }
 }
 
-/// The JSON of the events, refusing what the JSON could only carry changed: the API sends data
-/// as a JSON value when the content type is JSON and as a string otherwise, so JSON data must be
-/// valid JSON and other data valid UTF-8. (Valid JSON is re-serialized by the server in compact
-/// form, so insignificant whitespace is not kept.)
-fn events_json(stream: &StreamName, events: &[NewEvent]) -> Result<Vec<NewEventJson>, AppendError> {
-    events
-        .iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let representable = if event.content_type.is_json() {
-                serde_json::from_slice::<serde_json::Value>(&event.data).is_ok()
-            } else {
-                std::str::from_utf8(&event.data).is_ok()
-            };
-            if !representable {
-                let what = if event.content_type.is_json() {
-                    "is not valid JSON, though its content type is JSON"
-                } else {
-                    "is not UTF-8 text"
-                };
-                return Err(AppendError::Backend(format!(
-                    "event {index} of the append to {stream}: its data {what}, and the HTTP API \
-                     would store it changed; nothing was sent"
-                )));
-            }
-            Ok(NewEventJson::from_new_event(event))
-        })
-        .collect()
+/// The JSON of the events: each one's data as `data` when that carries the bytes exactly, as
+/// `dataBase64` otherwise, so that the server stores what was given byte for byte.
+fn events_json(events: &[NewEvent]) -> Vec<NewEventJson> {
+    events.iter().map(NewEventJson::from_new_event).collect()
 }
 
 fn body(value: &impl serde::Serialize) -> Vec<u8> {
@@ -256,30 +232,25 @@ fn recorded(events: Vec<EventJson>, request: &Url) -> Result<Vec<RecordedEvent>,
         .collect()
 }
 
-/// RFC 3339 in UTC with microseconds, the store's precision. Times beyond what RFC 3339 can
-/// write (years 0000 to 9999) are clamped to its ends, which select the same events.
-pub(crate) fn rfc3339_micros(t: Timestamp) -> String {
+/// `t` as the server's `asOf`: RFC 3339 in UTC with the milliseconds of `t`, which the server
+/// reads as up to the end of that millisecond.
+///
+/// Every `recorded_at` this client returns is a whole millisecond (the API's `recordedAt`), so an
+/// event it reports at or before `t` is one recorded by the end of `t`'s millisecond: sending the
+/// microseconds of `t` instead would leave out the events of that millisecond recorded after `t`,
+/// although they are reported at or before it. Times beyond what RFC 3339 can write (years 0000 to
+/// 9999) are clamped to its ends.
+pub(crate) fn as_of_text(t: Timestamp) -> String {
     const FIRST: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
     const LAST: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
-    let t = Timestamp::from_unix_micros(t.unix_micros().clamp(FIRST, LAST)).to_offset_date_time();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    Timestamp::from_unix_micros(t.unix_micros().clamp(FIRST, LAST)).to_rfc3339_millis()
 }
 
 fn add_as_of(url: &mut Url, as_of: Option<AsOf>) {
     match as_of {
         None => {}
         Some(AsOf::Time(t)) => {
-            url.query_pairs_mut()
-                .append_pair("asOf", &rfc3339_micros(t));
+            url.query_pairs_mut().append_pair("asOf", &as_of_text(t));
         }
         Some(AsOf::Position(p)) => {
             url.query_pairs_mut()
@@ -328,7 +299,7 @@ impl EventStore for HttpStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        let json = events_json(stream, &events)?;
+        let json = events_json(&events);
         let url = match self.http.stream_url(&["streams"], stream, &[]) {
             Ok(url) => url,
             // `/append` carries the name in the body, where any name fits.
@@ -362,14 +333,12 @@ impl EventStore for HttpStore {
     ) -> Result<Vec<AppendResult>, AppendError> {
         let parts = appends
             .iter()
-            .map(|part| {
-                Ok(StreamAppendJson {
-                    stream: part.stream.as_str().to_owned(),
-                    expected_version: ExpectedVersionJson(part.expected),
-                    events: events_json(&part.stream, &part.events)?,
-                })
+            .map(|part| StreamAppendJson {
+                stream: part.stream.as_str().to_owned(),
+                expected_version: ExpectedVersionJson(part.expected),
+                events: events_json(&part.events),
             })
-            .collect::<Result<Vec<_>, AppendError>>()?;
+            .collect::<Vec<_>>();
         let url = self.http.url(&["append"]);
         let request = format!("POST {url}");
         let response: MultiAppendResponse = self
@@ -649,32 +618,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn as_of_times_are_written_with_microseconds_and_parse_back() {
-        for micros in [
-            0,
-            1,
-            -1,
-            1_767_225_600_123_456,
-            1_767_225_600_000_000,
-            253_402_300_799_999_999,
-            -62_167_219_200_000_000,
-        ] {
+    fn as_of_times_are_written_with_their_milliseconds() {
+        let text = |micros| as_of_text(Timestamp::from_unix_micros(micros));
+        assert_eq!(text(1_767_225_600_123_456), "2026-01-01T00:00:00.123Z");
+        assert_eq!(text(1_767_225_600_123_999), "2026-01-01T00:00:00.123Z");
+        assert_eq!(text(1_767_225_600_123_000), "2026-01-01T00:00:00.123Z");
+        assert_eq!(text(1_767_225_600_122_999), "2026-01-01T00:00:00.122Z");
+        assert_eq!(text(0), "1970-01-01T00:00:00.000Z");
+        // Before the epoch, a millisecond still starts at its lower end.
+        assert_eq!(text(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(text(-1000), "1969-12-31T23:59:59.999Z");
+        assert_eq!(text(-1001), "1969-12-31T23:59:59.998Z");
+        assert_eq!(text(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(text(i64::MIN), "0000-01-01T00:00:00.000Z");
+        for micros in [-62_167_219_200_000_000, -1, 0, 1_767_225_600_123_456] {
             let t = Timestamp::from_unix_micros(micros);
-            let text = rfc3339_micros(t);
-            assert_eq!(Timestamp::parse_rfc3339(&text), Ok(t), "{text}");
+            let back = Timestamp::parse_rfc3339(&as_of_text(t)).unwrap();
+            assert_eq!(back.unix_micros(), micros.div_euclid(1000) * 1000, "{t:?}");
         }
-        assert_eq!(
-            rfc3339_micros(Timestamp::from_unix_micros(1_767_225_600_123_456)),
-            "2026-01-01T00:00:00.123456Z"
-        );
-        assert_eq!(
-            rfc3339_micros(Timestamp::from_unix_micros(i64::MAX)),
-            "9999-12-31T23:59:59.999999Z"
-        );
-        assert_eq!(
-            rfc3339_micros(Timestamp::from_unix_micros(i64::MIN)),
-            "0000-01-01T00:00:00.000000Z"
-        );
     }
 
     #[test]
@@ -755,30 +716,29 @@ mod tests {
     }
 
     #[test]
-    fn events_the_json_would_change_are_refused() {
+    fn data_the_json_would_change_goes_as_base64() {
         use factlog_store::{ContentType, EventType};
-        let stream = StreamName::new("s-1").unwrap();
-        let event = |content_type: ContentType, data: &[u8]| {
-            NewEvent::new(EventType::new("E").unwrap(), content_type, data.to_vec())
+        let event = |content_type: &str, data: &[u8]| {
+            NewEvent::new(
+                EventType::new("E").unwrap(),
+                ContentType::new(content_type).unwrap(),
+                data.to_vec(),
+            )
         };
-        let ok = [
-            event(ContentType::json(), br#"{"a":[1,2]}"#),
-            event(ContentType::new("text/plain").unwrap(), "héllo".as_bytes()),
+        let events = [
+            event("application/json", br#"{"a":[1,2]}"#),
+            event("text/plain", "héllo".as_bytes()),
+            event("application/json", b""),
+            event("application/json", b"{"),
+            event("application/json", br#"{"a": [1, 2]}"#),
+            event("application/octet-stream", b"\xff\x00"),
         ];
-        assert_eq!(events_json(&stream, &ok).unwrap().len(), 2);
-        for bad in [
-            event(ContentType::json(), b""),
-            event(ContentType::json(), b"{"),
-            event(
-                ContentType::new("application/octet-stream").unwrap(),
-                b"\xff\x00",
-            ),
-        ] {
-            let e = events_json(&stream, &[ok[0].clone(), bad]).unwrap_err();
-            assert!(
-                matches!(&e, AppendError::Backend(m) if m.contains("event 1 of the append to s-1")),
-                "{e}"
-            );
+        let json = events_json(&events);
+        let as_data: Vec<bool> = json.iter().map(|e| e.data.is_some()).collect();
+        assert_eq!(as_data, [true, true, false, false, false, false]);
+        for (sent, event) in json.into_iter().zip(&events) {
+            assert_eq!(sent.data.is_none(), sent.data_base64.is_some());
+            assert_eq!(&sent.into_new_event().unwrap(), event);
         }
     }
 

@@ -104,15 +104,31 @@ impl Query {
     }
 
     /// `asOf=<RFC 3339>` or `asOfPosition=<position>`, not both.
+    ///
+    /// A time written with at most three fractional digits means the end of that millisecond:
+    /// `recordedAt` has milliseconds while the store keeps microseconds, so `asOf=<an event's
+    /// recordedAt>` must include every event recorded within that millisecond. More digits are
+    /// taken as they are, to the microsecond.
     pub fn as_of(&self) -> Result<Option<AsOf>, ApiError> {
         let time = match self.get("asOf")? {
             None => None,
-            Some(text) => Some(AsOf::Time(Timestamp::parse_rfc3339(text).map_err(|e| {
-                ApiError::invalid_parameter(
-                    "asOf",
-                    format!("{text:?} is not an RFC 3339 time ({e})"),
-                )
-            })?)),
+            Some(text) => {
+                let t = Timestamp::parse_rfc3339(text).map_err(|e| {
+                    ApiError::invalid_parameter(
+                        "asOf",
+                        format!("{text:?} is not an RFC 3339 time ({e})"),
+                    )
+                })?;
+                // RFC 3339 has one `.`, before the fractional seconds.
+                let fraction_digits = text.split_once('.').map_or(0, |(_, rest)| {
+                    rest.bytes().take_while(u8::is_ascii_digit).count()
+                });
+                Some(AsOf::Time(if fraction_digits <= 3 {
+                    Timestamp::from_unix_micros(t.unix_micros().saturating_add(999))
+                } else {
+                    t
+                }))
+            }
         };
         let position = self
             .parsed::<Position>("asOfPosition", "a position")?
