@@ -168,26 +168,34 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, state
         let builder = builder.clone();
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
+        let mut stopping_rx = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let result = match acceptor {
                 None => {
                     // A client that connects and never sends a byte would hold a connection slot
                     // forever: it gets as long as a TLS client has for its handshake.
+                    // Shutdown closes it at once rather than waiting for it.
                     let mut first = [0u8; 1];
-                    match tokio::time::timeout(header_timeout, tcp.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => {
-                            tracing::debug!(%peer, "closed a connection that sent nothing");
-                            return;
+                    let sent = tokio::select! {
+                        peeked = tokio::time::timeout(header_timeout, tcp.peek(&mut first)) => {
+                            matches!(peeked, Ok(Ok(n)) if n > 0)
                         }
+                        _ = stopping(&mut stopping_rx) => false,
+                    };
+                    if !sent {
+                        tracing::debug!(%peer, "closed a connection that sent nothing");
+                        return;
                     }
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .into_owned();
                     watcher.watch(conn).await
                 }
-                Some(acceptor) => match tls_handshake(&acceptor, tcp, header_timeout).await {
+                Some(acceptor) => match tokio::select! {
+                    tls = tls_handshake(&acceptor, tcp, header_timeout) => tls,
+                    _ = stopping(&mut stopping_rx) => Err(std::io::Error::other("shutting down")),
+                } {
                     Ok(tls) => {
                         let conn = builder
                             .serve_connection_with_upgrades(TokioIo::new(tls), service)
