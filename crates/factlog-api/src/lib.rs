@@ -18,6 +18,7 @@ use factlog_store::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 pub use problem::{Problem, ProblemKind};
@@ -38,14 +39,15 @@ pub struct NewEventJson {
     pub event_id: Option<String>,
     /// The event type, such as `MoneyDeposited`.
     pub event_type: String,
-    /// The event's data: any JSON value (a string of text when `contentType` is not JSON), stored
-    /// in compact form. Give `data` or `dataBase64`, not both.
+    /// The event's data: any JSON value (a string of text when `contentType` is not JSON),
+    /// stored exactly as written. Give `data` or `dataBase64`, not both.
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    pub data: Option<Value>,
+    #[schema(value_type = Option<Value>)]
+    pub data: Option<RawJson>,
     /// The event's data as standard base64 (RFC 4648, padded), stored as exactly these bytes
     /// whatever `contentType` says: for data that `data` cannot carry, such as bytes that are not
     /// UTF-8, or JSON-typed data that is not JSON. Give `data` or `dataBase64`, not both.
@@ -103,8 +105,11 @@ impl NewEventJson {
                     .decode(&base64)
                     .map_err(|e| invalid("dataBase64", format!("not standard base64: {e}")))?,
             ),
-            (Some(value), None) if content_type.is_json() => Bytes::from(json_bytes(&value)),
-            (Some(Value::String(text)), None) => Bytes::from(text),
+            (Some(raw), None) if content_type.is_json() => Bytes::from(raw.get().to_owned()),
+            (Some(raw), None) if raw.get().starts_with('"') => Bytes::from(
+                serde_json::from_str::<String>(raw.get())
+                    .map_err(|e| invalid("data", e.to_string()))?,
+            ),
             (Some(_), None) => {
                 return Err(invalid(
                     "data",
@@ -131,10 +136,7 @@ impl NewEventJson {
     /// exactly, otherwise `dataBase64`, so that [`NewEventJson::into_new_event`] gives back the
     /// same bytes.
     pub fn from_new_event(event: &NewEvent) -> Self {
-        let (data, data_base64) = match data_fields(&event.content_type, &event.data) {
-            (Some(value), None) => (Some(value), None),
-            _ => (None, Some(BASE64.encode(&event.data))),
-        };
+        let (data, data_base64) = data_fields(&event.content_type, &event.data);
         Self {
             event_id: event.id.map(|id| id.to_string()),
             event_type: event.event_type.as_str().to_owned(),
@@ -148,49 +150,64 @@ impl NewEventJson {
     }
 }
 
-/// `Option<Value>` that tells `"data": null` (the JSON value null) from an absent field.
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(deserializer).map(Some)
-}
+/// JSON text exactly as it was written: event data keeps its bytes (whitespace, key order,
+/// number spelling) from the request into the store and back out, and is never parsed into a
+/// tree on the way.
+#[derive(Debug, Clone)]
+pub struct RawJson(Box<RawValue>);
 
-/// The bytes a `data` JSON value is stored as: its compact form.
-fn json_bytes(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value always serializes")
-}
+impl RawJson {
+    /// `text` if it is one JSON value.
+    pub fn new(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self)
+    }
 
-/// Whether every object in `value` has its keys in strictly increasing byte order. A map that
-/// keeps insertion order (serde_json's `preserve_order`) and one that sorts write such a value
-/// the same, so [`data_fields`] decides alike whichever the client and the server were built
-/// with.
-fn keys_sorted(value: &Value) -> bool {
-    match value {
-        Value::Object(map) => {
-            map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) && map.values().all(keys_sorted)
-        }
-        Value::Array(items) => items.iter().all(keys_sorted),
-        _ => true,
+    pub fn get(&self) -> &str {
+        self.0.get()
     }
 }
 
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(Self)
+    }
+}
+
+/// `Option<RawJson>` that tells `"data": null` (the JSON value null) from an absent field.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<RawJson>, D::Error> {
+    RawJson::deserialize(deserializer).map(Some)
+}
+
 /// How `data` and `dataBase64` carry `data` of `content_type`:
-/// - JSON content that `data` gives back byte for byte (compact, object keys in byte order):
-///   `data` alone;
-/// - other JSON content: `data` with the value, for readers, and `dataBase64` with the exact bytes
-///   (whitespace, key order and number spelling are not kept by `data`);
-/// - UTF-8 text of any other content type: `data` alone, a string;
-/// - anything else: `dataBase64` alone.
-fn data_fields(content_type: &ContentType, data: &[u8]) -> (Option<Value>, Option<String>) {
+/// - JSON content that is one JSON value: `data`, exactly those bytes;
+/// - UTF-8 text of any other content type: `data`, a string;
+/// - anything else: `dataBase64`.
+fn data_fields(content_type: &ContentType, data: &[u8]) -> (Option<RawJson>, Option<String>) {
+    let base64 = || (None, Some(BASE64.encode(data)));
+    let Ok(text) = std::str::from_utf8(data) else {
+        return base64();
+    };
     if content_type.is_json() {
-        match serde_json::from_slice::<Value>(data) {
-            Ok(value) if keys_sorted(&value) && json_bytes(&value) == data => (Some(value), None),
-            Ok(value) => (Some(value), Some(BASE64.encode(data))),
-            Err(_) => (None, Some(BASE64.encode(data))),
+        match RawJson::new(text.to_owned()) {
+            // Surrounding whitespace would not come back from a JSON field.
+            Ok(raw) if raw.get().len() == data.len() => (Some(raw), None),
+            _ => base64(),
         }
     } else {
-        match std::str::from_utf8(data) {
-            Ok(text) => (Some(Value::String(text.to_owned())), None),
-            Err(_) => (None, Some(BASE64.encode(data))),
-        }
+        let quoted = serde_json::to_string(text).expect("a string always serializes");
+        (Some(RawJson::new(quoted).expect("a JSON string")), None)
     }
 }
 
@@ -210,17 +227,17 @@ pub struct EventJson {
     pub content_type: String,
     /// When the store recorded the event: RFC 3339, UTC, milliseconds.
     pub recorded_at: String,
-    /// The data as a JSON value (JSON content) or a string (UTF-8 text of other content types);
-    /// absent when it is neither.
+    /// The data as written: a JSON value (JSON content) or a string (UTF-8 text of other content
+    /// types); absent when it is neither.
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    pub data: Option<Value>,
-    /// The exact bytes of the data in standard base64, present when `data` is absent or would not
-    /// give them back byte for byte (JSON that is not in compact form with its object keys in
-    /// byte order). Prefer it to `data` where the exact bytes matter.
+    #[schema(value_type = Option<Value>)]
+    pub data: Option<RawJson>,
+    /// The exact bytes of the data in standard base64, present (instead of `data`) when the data
+    /// is neither JSON nor UTF-8 text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = Byte)]
     pub data_base64: Option<String>,
@@ -259,9 +276,11 @@ impl EventJson {
                     .decode(&base64)
                     .map_err(|e| format!("dataBase64 is not standard base64: {e}"))?,
             ),
-            (None, Some(value)) if content_type.is_json() => Bytes::from(json_bytes(&value)),
-            (None, Some(Value::String(text))) => Bytes::from(text),
-            (None, Some(other)) => Bytes::from(other.to_string()),
+            (None, Some(raw)) if content_type.is_json() => Bytes::from(raw.get().to_owned()),
+            (None, Some(raw)) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(text) => Bytes::from(text),
+                Err(_) => Bytes::from(raw.get().to_owned()),
+            },
             (None, None) => return Err("the event has neither data nor dataBase64".to_owned()),
         };
         Ok(RecordedEvent {
@@ -641,27 +660,33 @@ mod tests {
     /// JSON that compact writing would change (whitespace, key order, number spelling) goes as
     /// `dataBase64` to the server, and comes back as both: the value for readers and the bytes.
     #[test]
-    fn json_that_data_would_change_keeps_its_bytes() {
+    fn json_travels_as_data_exactly_as_written() {
         for data in [
             &br#"{"a": 1}"#[..],
             br#"{"b":1,"a":2}"#,
             br#"{"a":{"d":1,"c":2}}"#,
-            br#"[1.0e2]"#,
+            br#"[1.0e2, 123456789012345678901234567890]"#,
             br#"["\u00e9"]"#,
-            br#"{"a":1,"a":2}"#,
-            b" 7",
         ] {
             let event = new_event("application/json", data);
             let (json, back) = sent(&event);
             assert_eq!(back, event, "{json}");
-            assert!(json.get("data").is_none(), "{json}");
-            let (json, _) = served(&event);
-            assert_eq!(
-                json["data"],
-                serde_json::from_slice::<Value>(data).unwrap(),
-                "{json}"
-            );
+            assert!(json.get("dataBase64").is_none(), "{json}");
+            let text = serde_json::to_string(&NewEventJson::from_new_event(&event)).unwrap();
+            assert!(text.contains(std::str::from_utf8(data).unwrap()), "{text}");
+            let (json, recorded) = served(&event);
+            assert!(json.get("dataBase64").is_none(), "{json}");
+            assert_eq!(recorded.data, event.data);
+        }
+        // What a JSON field cannot carry byte for byte goes as base64.
+        for data in [&b" 7"[..], b"", b"{", &[0xff, 0x00]] {
+            let event = new_event("application/json", data);
+            let (json, back) = sent(&event);
+            assert_eq!(back, event, "{json}");
             assert_eq!(json["dataBase64"].as_str().unwrap(), BASE64.encode(data));
+            let (json, recorded) = served(&event);
+            assert!(json.get("data").is_none(), "{json}");
+            assert_eq!(recorded.data, event.data);
         }
     }
 
