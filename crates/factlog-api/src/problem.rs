@@ -64,7 +64,7 @@ problem_kinds! {
     Unavailable = ("unavailable", 503, "The store is not accepting this request now"),
     Timeout = ("timeout", 408, "The request took longer than the server's request timeout"),
     Corrupt = ("corrupt", 500, "The store found a corrupt record"),
-    NotConfigured = ("not-configured", 501, "This server is not configured for this"),
+    NotConfigured = ("not-configured", 409, "This server is not configured for this"),
     BackupExists = ("backup-exists", 409, "A backup of this name exists"),
     BackupFailed = ("backup-failed", 500, "The backup could not be written"),
     Internal = ("internal", 500, "The server failed to handle the request"),

@@ -747,10 +747,9 @@ fn valid_backup_name(name: &str) -> bool {
     request_body(content = BackupRequest),
     responses(
         (status = 201, description = "The backup is complete and synced", body = BackupResponse),
-        (status = 409, description = "`backup-exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`backup-exists`, or `not-configured`: no backup directory, or not the embedded store", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "`not-configured`: no backup directory, or not the embedded store", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`disk-full`", body = Problem, content_type = "application/problem+json"),
         CommonErrors,
     ),
