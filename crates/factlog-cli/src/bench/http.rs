@@ -182,7 +182,7 @@ pub async fn subscribers_follow(base: &str, duration: Duration) -> anyhow::Resul
                 let now = origin.elapsed();
                 pending.extend_from_slice(&chunk);
                 // Complete lines only; the rest waits for the next chunk.
-                let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') else {
+                let Some(last_newline) = memchr::memrchr(b'\n', &pending) else {
                     continue;
                 };
                 for line in pending[..last_newline].split(|&b| b == b'\n') {
@@ -263,7 +263,7 @@ pub async fn subscribers_follow(base: &str, duration: Duration) -> anyhow::Resul
 /// The `sentMicros` field of an event's JSON (the scenario's own data), without a full parse.
 fn sent_micros(event_json: &[u8]) -> Option<u64> {
     let key = br#""sentMicros":"#;
-    let at = event_json.windows(key.len()).position(|w| w == key)? + key.len();
+    let at = memchr::memmem::find(event_json, key)? + key.len();
     let digits: Vec<u8> = event_json[at..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
