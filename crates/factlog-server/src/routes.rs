@@ -465,7 +465,7 @@ pub async fn append_multi(
         ("from" = Option<u64>, Query, description = "The first version to read (default: the start, or the end going backward)"),
         ("limit" = Option<usize>, Query, description = "At most this many events (1 to 10000, default 100)"),
         ("direction" = Option<String>, Query, description = "`forward` (default) or `backward`"),
-        ("asOf" = Option<String>, Query, description = "Only events recorded at or before this RFC 3339 time"),
+        ("asOf" = Option<String>, Query, description = "Only events recorded at or before this RFC 3339 time; a time with at most 3 fractional digits means the end of that millisecond"),
         ("asOfPosition" = Option<String>, Query, description = "Only events at or before this position"),
     ),
     responses(
@@ -615,7 +615,7 @@ pub async fn categories(
         ("types" = Option<String>, Query, description = "Only these event types, comma-separated"),
         ("prefix" = Option<String>, Query, description = "Only streams whose name starts with this"),
         ("category" = Option<String>, Query, description = "Only streams of this category"),
-        ("asOf" = Option<String>, Query, description = "Only events recorded at or before this RFC 3339 time"),
+        ("asOf" = Option<String>, Query, description = "Only events recorded at or before this RFC 3339 time; a time with at most 3 fractional digits means the end of that millisecond"),
         ("asOfPosition" = Option<String>, Query, description = "Only events at or before this position"),
     ),
     responses(

@@ -4,9 +4,9 @@
 //! The export holds the events stored when it starts, read a page at a time. It is written
 //! against the store API, so it runs the same against any backend.
 //!
-//! What a line keeps: id, stream, type, schema version, content type, metadata, and data as
-//! JSON (object keys in byte order, numbers as JSON numbers) or, for other content types, as
-//! text (bytes that are not UTF-8 are replaced).
+//! What a line keeps: id, stream, type, schema version, content type, metadata, and the data
+//! byte for byte: as `data` (JSON exactly as stored, or UTF-8 text for other content types) or,
+//! when it is neither, as `dataBase64`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
