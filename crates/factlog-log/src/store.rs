@@ -507,6 +507,11 @@ impl EmbeddedStore {
         &self.shared.dir
     }
 
+    /// Whether [`EmbeddedStore::close`] has been called: appends then fail with `Closed`.
+    pub fn is_closed(&self) -> bool {
+        self.sender.lock().is_none()
+    }
+
     /// The state shared with the writer, for the online backup (`crate::backup`).
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared

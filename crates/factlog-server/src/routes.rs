@@ -691,6 +691,13 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthResponse>
         );
     }
     if let Some(store) = &state.embedded
+        && store.is_closed()
+    {
+        return Err(
+            ApiError::new(ProblemKind::Unavailable, "the store is closed").with("reason", "closed"),
+        );
+    }
+    if let Some(store) = &state.embedded
         && let Some(reason) = store.stats().writer_failed
     {
         return Err(ApiError::new(

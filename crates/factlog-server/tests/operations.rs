@@ -259,3 +259,14 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn readiness_fails_once_the_store_is_closed() {
+    let t = TestServer::start().await;
+    assert_eq!(t.get("/ready").await.status(), 200);
+    t.store.close();
+    let problem =
+        common::expect_problem(t.get("/ready").await, factlog_api::ProblemKind::Unavailable).await;
+    assert_eq!(problem["reason"], "closed");
+    t.stop().await;
+}
