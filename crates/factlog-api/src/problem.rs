@@ -54,7 +54,7 @@ problem_kinds! {
     WrongExpectedVersion = ("wrong-expected-version", 409, "The stream is not at the expected version"),
     IdempotencyConflict = ("idempotency-conflict", 409, "The event id is already stored with other content"),
     StreamNotFound = ("stream-not-found", 404, "The stream does not exist"),
-    EventNotFound = ("event-not-found", 404, "The stream has no event at this version"),
+    EventNotFound = ("event-not-found", 404, "The event does not exist"),
     NotFound = ("not-found", 404, "There is nothing at this path"),
     MethodNotAllowed = ("method-not-allowed", 405, "The path does not take this method"),
     Unauthorized = ("unauthorized", 401, "A valid bearer token is required"),

@@ -10,14 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use factlog_api::{
     AllEventsResponse, AppendResponse, CategoriesResponse, EXPECTED_VERSION_HEADER, EventJson,
-    ExpectedVersionJson, HealthResponse, MultiAppendResponse, NewEventJson, StreamAppendJson,
-    StreamEventsResponse, StreamInfoJson, StreamsResponse,
+    ExpectedVersionJson, HealthResponse, MultiAppendResponse, NewEventJson, ProblemKind,
+    StreamAppendJson, StreamEventsResponse, StreamInfoJson, StreamsResponse,
 };
 use factlog_store::{
-    AllFrom, AppendError, AppendResult, AsOf, Direction, EventFilter, EventStore, ExpectedVersion,
-    ListStreams, NewEvent, Ordering, Position, ReadAll, ReadError, ReadStream, RecordedEvent,
-    StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage, SubscribeFrom, Subscription,
-    Timestamp, Version,
+    AllFrom, AppendError, AppendResult, AsOf, Direction, EventFilter, EventId, EventStore,
+    ExpectedVersion, ListStreams, NewEvent, Ordering, Position, ReadAll, ReadError, ReadStream,
+    RecordedEvent, StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage, SubscribeFrom,
+    Subscription, Timestamp, Version,
 };
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -436,6 +436,26 @@ impl EventStore for HttpStore {
             Ok(json) => Ok(recorded(vec![json], &url)?.pop()),
             Err(failure) if failure.is_not_found() => Ok(None),
             Err(failure) => Err(failure.read_error()),
+        }
+    }
+
+    /// `GET /events/{eventId}`; `event-not-found` is `None`. Any other answer, such as the
+    /// `not-found` of a server without this route, is an error rather than a `None` that would
+    /// say the event is not stored.
+    async fn read_event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, ReadError> {
+        let url = self.http.url(&["events", &id.to_string()]);
+        let event = match self.http.get::<EventJson>(url.clone()).await {
+            Ok(json) => recorded(vec![json], &url)?.pop(),
+            Err(failure) if failure.kind() == Some(ProblemKind::EventNotFound) => return Ok(None),
+            Err(failure) => return Err(failure.read_error()),
+        };
+        match event {
+            Some(event) if event.id != id => Err(Failure::Body {
+                request: format!("GET {url}"),
+                reason: format!("it is the event with the id {}", event.id),
+            }
+            .read_error()),
+            event => Ok(event),
         }
     }
 

@@ -53,7 +53,8 @@ pub use multi::{
 pub use races::{concurrent_multi_stream_writers_one_winner, concurrent_writers_one_winner};
 pub use read::{
     categories_sorted_distinct, end_position_moves_with_appends, list_streams_paged,
-    read_all_filters, read_all_forward_backward, read_event_some_none,
+    read_all_filters, read_all_forward_backward, read_event_by_id_after_reopen,
+    read_event_by_id_finds_each_event, read_event_by_id_unknown_is_none, read_event_some_none,
     read_stream_forward_backward, read_stream_missing, stream_info_matches_events,
 };
 pub use subscribe::{
@@ -126,6 +127,9 @@ macro_rules! conformance_tests {
                 read_stream_forward_backward,
                 read_stream_missing,
                 read_event_some_none,
+                read_event_by_id_finds_each_event,
+                read_event_by_id_unknown_is_none,
+                read_event_by_id_after_reopen,
                 stream_info_matches_events,
                 read_all_forward_backward,
                 read_all_filters,

@@ -53,7 +53,7 @@ struct State {
     /// Each stream's events as indices into `events`, by version. A `BTreeMap` so that stream
     /// listing is in byte order for free (`StreamName` orders as its `String`).
     streams: BTreeMap<StreamName, Vec<usize>>,
-    /// Every stored event id, for idempotency.
+    /// Every stored event id, as an index into `events`: for idempotency and lookups by id.
     ids: HashMap<EventId, usize>,
     /// The last `recorded_at` handed out: the clock may step back, recorded times may not.
     last_recorded_at: Timestamp,
@@ -388,6 +388,12 @@ impl EventStore for ModelStore {
             .get(stream)
             .and_then(|indices| usize::try_from(version).ok().and_then(|v| indices.get(v)));
         Ok(index.map(|&i| state.events[i].clone()))
+    }
+
+    /// From the id map that idempotency keeps; any event of any stream.
+    async fn read_event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, ReadError> {
+        let state = self.shared.state.lock();
+        Ok(state.ids.get(&id).map(|&i| state.events[i].clone()))
     }
 
     async fn stream_info(&self, stream: &StreamName) -> Result<Option<StreamInfo>, ReadError> {

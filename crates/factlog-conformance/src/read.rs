@@ -1,5 +1,5 @@
-//! Cases for reads: stream reads in both directions, single events, stream info, `$all` in both
-//! directions with filters, stream listing, categories and the end position.
+//! Cases for reads: stream reads in both directions, single events (by version and by id), stream
+//! info, `$all` in both directions with filters, stream listing, categories and the end position.
 //!
 //! Expectations are computed from the whole of `$all` (read page by page) and from the
 //! documented meaning of each option, so a backend that answers one kind of read differently
@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 
 use factlog_store::{
-    AllFrom, Direction, EventFilter, EventStore, ExpectedVersion, ListStreams, ReadAll, ReadError,
-    ReadStream, RecordedEvent, StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage,
+    AllFrom, Direction, EventFilter, EventId, EventStore, ExpectedVersion, ListStreams, NewEvent,
+    ReadAll, ReadError, ReadStream, RecordedEvent, StreamAppend, StreamFrom, StreamInfo,
+    StreamName, StreamPage,
 };
 
 use crate::Backend;
@@ -750,5 +751,250 @@ pub async fn end_position_moves_with_appends<B: Backend>(b: &B) {
         read_all(&*store, ReadAll::forward().from_position(end2)).await,
         vec![],
         "read_all from end_position"
+    );
+}
+
+/// `n` events carrying ids of the caller's, numbered from `first`.
+fn events_with_ids(first: u64, n: u64) -> Vec<NewEvent> {
+    events("E", first, n)
+        .into_iter()
+        .map(|e| e.with_id(EventId::new_v7()))
+        .collect()
+}
+
+/// `read_event_by_id` of `expected.id` must be `expected` itself, not just an event like it.
+async fn assert_by_id<S: EventStore + ?Sized>(store: &S, expected: &RecordedEvent, what: &str) {
+    let got = store
+        .read_event_by_id(expected.id)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: read_event_by_id {} failed: {e}", expected.id));
+    assert_eq!(
+        got.as_ref(),
+        Some(expected),
+        "{what}: read_event_by_id {} must return the event stored with it ({}@{})",
+        expected.id,
+        expected.stream,
+        expected.version
+    );
+}
+
+/// `read_event_by_id` finds every stored event, of any stream, whether the store or the caller
+/// gave its id, and returns exactly what `read_stream` returns at that event's version. In a
+/// multi-stream append each id leads to its own part's stream, version and position.
+pub async fn read_event_by_id_finds_each_event<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let main = stream("main-1");
+    // Store-assigned ids, in many streams.
+    let populated = populate(&*store, &main).await;
+
+    // Caller ids in a multi-stream append: a stream that exists (so versions do not start at 0)
+    // and two new ones.
+    let parts = vec![
+        StreamAppend {
+            stream: stream("byid-x"),
+            expected: ExpectedVersion::NoStream,
+            events: events_with_ids(100, 2),
+        },
+        StreamAppend {
+            stream: main.clone(),
+            expected: ExpectedVersion::Exact(9),
+            events: events_with_ids(110, 3),
+        },
+        StreamAppend {
+            stream: stream("byid-y"),
+            expected: ExpectedVersion::NoStream,
+            events: events_with_ids(120, 1),
+        },
+    ];
+    let results = store
+        .append_multi(parts.clone())
+        .await
+        .expect("a valid multi-stream append");
+    assert_eq!(results.len(), parts.len(), "one result per part");
+    for (part, result) in parts.iter().zip(&results) {
+        let last = part.events.len() - 1;
+        for (k, new) in part.events.iter().enumerate() {
+            let id = new.id.expect("the caller gave an id");
+            let what = format!("event {k} of the part for {} (id {id})", part.stream);
+            let got = store
+                .read_event_by_id(id)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: read_event_by_id failed: {e}"))
+                .unwrap_or_else(|| panic!("{what}: read_event_by_id must find a stored id"));
+            assert_eq!(got.id, id, "{what}: the event found has another id");
+            assert_eq!(got.stream, part.stream, "{what}: stream");
+            assert_eq!(
+                got.version,
+                result.first_version + k as u64,
+                "{what}: version, given {result:?}"
+            );
+            if k == 0 {
+                assert_eq!(got.position, result.first_position, "{what}: position");
+            }
+            if k == last {
+                assert_eq!(got.position, result.last_position, "{what}: position");
+            }
+            assert!(
+                got.has_same_content(new),
+                "{what}: stored as {got:?} but appended as {new:?}"
+            );
+        }
+    }
+
+    // Every event of the store, found by its id, is what a stream read returns at its version.
+    let all = read_all_events(&*store).await;
+    assert_eq!(
+        all.len(),
+        populated.len() + 6,
+        "the populated events and the 6 appended"
+    );
+    for e in &all {
+        let what = format!("{}@{}", e.stream, e.version);
+        assert_by_id(&*store, e, &what).await;
+        let by_stream = read_stream(
+            &*store,
+            &e.stream,
+            ReadStream::forward().from_version(e.version).limit(1),
+        )
+        .await;
+        assert_eq!(
+            by_stream.first(),
+            Some(e),
+            "{what}: read_stream at the version must return the event $all returns"
+        );
+    }
+
+    // An idempotent retry writes nothing, so the ids still lead to the original events.
+    let retry = store
+        .append_multi(parts)
+        .await
+        .expect("a retry of the multi-stream append");
+    assert_eq!(retry, results, "a retry returns the original results");
+    for e in &all {
+        assert_by_id(&*store, e, "after an idempotent retry").await;
+    }
+}
+
+/// `read_event_by_id` of an id no event has is `Ok(None)`: on an empty store, on a full one, and
+/// for the ids of appends that were refused (all or nothing: a refused append stores no id).
+pub async fn read_event_by_id_unknown_is_none<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let unknown = [
+        EventId::new_v7(),
+        EventId::from_bytes([0; 16]),
+        EventId::from_bytes([0xff; 16]),
+    ];
+    for id in unknown {
+        assert_eq!(
+            store.read_event_by_id(id).await,
+            Ok(None),
+            "read_event_by_id {id} on an empty store"
+        );
+    }
+    let main = stream("main-1");
+    populate(&*store, &main).await;
+    for id in unknown.into_iter().chain([EventId::new_v7()]) {
+        assert_eq!(
+            store.read_event_by_id(id).await,
+            Ok(None),
+            "read_event_by_id {id}, an id no stored event has"
+        );
+    }
+
+    // Refused appends: a wrong expected version, and a multi-stream append whose last part
+    // fails after a first part that would have been fine.
+    let refused = events_with_ids(200, 2);
+    append_err(
+        &*store,
+        &main,
+        ExpectedVersion::NoStream,
+        refused.clone(),
+        "refused append",
+    )
+    .await;
+    let refused_parts = vec![
+        StreamAppend {
+            stream: stream("byid-new"),
+            expected: ExpectedVersion::NoStream,
+            events: events_with_ids(210, 2),
+        },
+        StreamAppend {
+            stream: main.clone(),
+            expected: ExpectedVersion::Exact(3),
+            events: events_with_ids(220, 1),
+        },
+    ];
+    store
+        .append_multi(refused_parts.clone())
+        .await
+        .expect_err("a multi-stream append with a wrong expected version must be refused");
+    let refused_ids = refused
+        .iter()
+        .chain(refused_parts.iter().flat_map(|p| &p.events))
+        .map(|e| e.id.expect("the caller gave an id"));
+    for id in refused_ids {
+        assert_eq!(
+            store.read_event_by_id(id).await,
+            Ok(None),
+            "read_event_by_id {id}: the id of a refused append was not stored"
+        );
+    }
+}
+
+/// Ids are found after the store is closed and opened again, both those stored before and those
+/// appended since.
+pub async fn read_event_by_id_after_reopen<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let s = stream("byid-reopen-1");
+    append_ok(
+        &*store,
+        &s,
+        ExpectedVersion::NoStream,
+        events_with_ids(0, 3),
+        "before reopen",
+    )
+    .await;
+    append_ok(
+        &*store,
+        &stream("other-1"),
+        ExpectedVersion::Any,
+        events("E", 10, 2),
+        "store-assigned ids",
+    )
+    .await;
+    let before = read_all_events(&*store).await;
+
+    let store = b.reopen(store).await;
+    append_ok(
+        &*store,
+        &s,
+        ExpectedVersion::Exact(2),
+        events_with_ids(20, 2),
+        "after reopen",
+    )
+    .await;
+    let all = read_all_events(&*store).await;
+    assert_eq!(
+        all.len(),
+        before.len() + 2,
+        "the events of both sides of the reopen"
+    );
+    assert_eq!(
+        all[..before.len()],
+        before[..],
+        "reopening keeps the stored events"
+    );
+    for e in &all {
+        assert_by_id(
+            &*store,
+            e,
+            &format!("{}@{} after reopen", e.stream, e.version),
+        )
+        .await;
+    }
+    assert_eq!(
+        store.read_event_by_id(EventId::new_v7()).await,
+        Ok(None),
+        "an unknown id after reopen"
     );
 }

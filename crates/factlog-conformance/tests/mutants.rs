@@ -58,6 +58,14 @@ enum Fault {
     CategoriesReversed,
     /// `read_event` of a missing stream is `StreamNotFound`.
     ReadEventMissingErrs,
+    /// `read_event_by_id` finds nothing.
+    ByIdAlwaysNone,
+    /// `read_event_by_id` returns the last event of the found event's stream.
+    ByIdLastOfStream,
+    /// `read_event_by_id` of an unknown id is an error rather than `None`.
+    ByIdUnknownErrs,
+    /// `read_event_by_id` forgets the ids stored before a reopen.
+    ByIdForgetsOnReopen,
     /// Subscriptions deliver their fourth event twice.
     DuplicateInSubscription,
     /// Subscriptions skip their eighth event.
@@ -69,6 +77,8 @@ enum Fault {
 struct FaultyStore {
     inner: Arc<ModelStore>,
     fault: Fault,
+    /// Events stored before the last reopen (for [`Fault::ByIdForgetsOnReopen`]).
+    reopened_at: usize,
 }
 
 #[derive(Debug)]
@@ -103,6 +113,7 @@ impl Backend for FaultyBackend {
         Arc::new(FaultyStore {
             inner: self.model.open().await,
             fault: self.fault,
+            reopened_at: 0,
         })
     }
 
@@ -113,9 +124,11 @@ impl Backend for FaultyBackend {
         } else {
             self.model.reopen(store.inner).await
         };
+        let reopened_at = inner.events().len();
         Arc::new(FaultyStore {
             inner,
             fault: self.fault,
+            reopened_at,
         })
     }
 
@@ -251,6 +264,32 @@ impl EventStore for FaultyStore {
         self.inner.read_event(stream, version).await
     }
 
+    async fn read_event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, ReadError> {
+        let found = self.inner.read_event_by_id(id).await?;
+        match (self.fault, found) {
+            (Fault::ByIdAlwaysNone, _) => Ok(None),
+            (Fault::ByIdLastOfStream, Some(e)) => {
+                let last = self
+                    .inner
+                    .stream_info(&e.stream)
+                    .await?
+                    .map(|i| i.last_version);
+                self.inner
+                    .read_event(&e.stream, last.unwrap_or(e.version))
+                    .await
+            }
+            (Fault::ByIdUnknownErrs, None) => {
+                Err(ReadError::Backend(format!("no event has the id {id}")))
+            }
+            (Fault::ByIdForgetsOnReopen, Some(e))
+                if (e.position.raw() as usize) <= self.reopened_at =>
+            {
+                Ok(None)
+            }
+            (_, found) => Ok(found),
+        }
+    }
+
     async fn stream_info(&self, stream: &StreamName) -> Result<Option<StreamInfo>, ReadError> {
         let info = self.inner.stream_info(stream).await?;
         Ok(match self.fault {
@@ -380,6 +419,11 @@ must_fail! {
     list_ignores_after: ListIgnoresAfter => list_streams_paged;
     categories_reversed: CategoriesReversed => categories_sorted_distinct;
     read_event_missing_errs: ReadEventMissingErrs => read_event_some_none;
+    by_id_always_none: ByIdAlwaysNone => read_event_by_id_finds_each_event;
+    by_id_always_none_reopen: ByIdAlwaysNone => read_event_by_id_after_reopen;
+    by_id_last_of_stream: ByIdLastOfStream => read_event_by_id_finds_each_event;
+    by_id_unknown_errs: ByIdUnknownErrs => read_event_by_id_unknown_is_none;
+    by_id_forgets_on_reopen: ByIdForgetsOnReopen => read_event_by_id_after_reopen;
     duplicate_from_start: DuplicateInSubscription => subscribe_all_from_start;
     duplicate_after: DuplicateInSubscription => subscribe_all_after_position;
     duplicate_filtered: DuplicateInSubscription => subscribe_all_filtered;

@@ -718,6 +718,13 @@ impl EventStore for EmbeddedStore {
         loc.map(|loc| self.shared.read_event_at(loc)).transpose()
     }
 
+    /// From the id index, like the writer's idempotency check: the location is copied under the
+    /// read lock, which is released before the frame is read.
+    async fn read_event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, ReadError> {
+        let loc = self.shared.index.read().ids.get(id.to_u128());
+        loc.map(|loc| self.shared.read_event_at(loc)).transpose()
+    }
+
     async fn stream_info(&self, stream: &StreamName) -> Result<Option<StreamInfo>, ReadError> {
         let ends = {
             let index = self.shared.index.read();

@@ -115,6 +115,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::append_stream, routes::read_stream))
         .routes(routes!(routes::append_multi))
         .routes(routes!(routes::read_event))
+        .routes(routes!(routes::read_event_by_id))
         .routes(routes!(routes::stream_info))
         .routes(routes!(routes::list_streams))
         .routes(routes!(routes::categories))

@@ -19,8 +19,8 @@ use factlog_api::{
     StreamEventsResponse, StreamInfoJson, StreamsResponse,
 };
 use factlog_store::{
-    AllFrom, AsOf, Direction, EventFilter, ExpectedVersion, ListStreams, NewEvent, Position,
-    ReadAll, ReadStream, StreamAppend, StreamFrom, StreamName, Timestamp, Version,
+    AllFrom, AsOf, Direction, EventFilter, EventId, ExpectedVersion, ListStreams, NewEvent,
+    Position, ReadAll, ReadStream, StreamAppend, StreamFrom, StreamName, Timestamp, Version,
 };
 use serde::de::DeserializeOwned;
 
@@ -210,6 +210,16 @@ fn version_segment(raw: &str) -> Result<Version, ApiError> {
             format!("{raw:?} is not a version (a number from 0)"),
         )
         .with("parameter", "version")
+    })
+}
+
+fn event_id_segment(raw: &str) -> Result<EventId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            ProblemKind::InvalidParameter,
+            format!("{raw:?} is not an event id (a UUID)"),
+        )
+        .with("parameter", "eventId")
     })
 }
 
@@ -530,6 +540,30 @@ pub async fn read_event(
         )
         .with("stream", stream.as_str())
         .with("version", version)),
+    }
+}
+
+/// One event by its id, whatever its stream.
+#[utoipa::path(
+    get,
+    path = "/events/{eventId}",
+    tag = "streams",
+    params(("eventId" = String, Path, description = "The event's id, a UUID")),
+    responses((status = 200, description = "The event", body = EventJson), ReadErrors),
+    security((), ("bearer" = []))
+)]
+pub async fn read_event_by_id(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<EventJson>, ApiError> {
+    let id = event_id_segment(&id)?;
+    match state.store.read_event_by_id(id).await? {
+        Some(event) => Ok(Json(EventJson::from(&event))),
+        None => Err(ApiError::new(
+            ProblemKind::EventNotFound,
+            format!("no event has the id {id}"),
+        )
+        .with("eventId", id.to_string())),
     }
 }
 

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 const READ_TOKEN: &str = "read-token-0123456789";
 const WRITE_TOKEN: &str = "write-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
+/// The event the role matrix reads by id (stored before the matrix runs).
+const EVENT_PATH: &str = "/events/0190a5a0-0000-7000-8000-00000000a17e";
 
 fn tokens() -> Vec<TokenConfig> {
     [
@@ -72,6 +74,7 @@ fn routes() -> Vec<Route> {
         },
         route(Method::GET, "/streams/auth-1", Some(Role::Read), 200),
         route(Method::GET, "/streams/auth-1/0", Some(Role::Read), 200),
+        route(Method::GET, EVENT_PATH, Some(Role::Read), 200),
         route(Method::GET, "/streams/auth-1/info", Some(Role::Read), 200),
         route(Method::GET, "/streams", Some(Role::Read), 200),
         route(Method::GET, "/categories", Some(Role::Read), 200),
@@ -101,12 +104,16 @@ async fn every_route_against_every_role() {
         ..Config::default()
     })
     .await;
-    // Something to read.
+    // Something to read, also by id.
     let response = t
         .http
         .post(t.url("/streams/auth-1"))
         .bearer_auth(WRITE_TOKEN)
-        .json(&new_events("E", 0, 1))
+        .json(&json!([{
+            "eventId": EVENT_PATH.trim_start_matches("/events/"),
+            "eventType": "E",
+            "data": {"n": 0},
+        }]))
         .send()
         .await
         .unwrap();

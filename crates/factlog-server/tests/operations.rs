@@ -152,6 +152,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/streams/{stream}"),
     ("post", "/append"),
     ("get", "/streams/{stream}/{version}"),
+    ("get", "/events/{eventId}"),
     ("get", "/streams/{stream}/info"),
     ("get", "/streams"),
     ("get", "/categories"),
@@ -203,7 +204,10 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
 
     // Every listed route is served (none answers the unknown-route 404).
     for (method, path) in &expected {
-        let concrete = path.replace("{stream}", "doc-1").replace("{version}", "0");
+        let concrete = path
+            .replace("{stream}", "doc-1")
+            .replace("{version}", "0")
+            .replace("{eventId}", "0190a5a0-0000-7000-8000-000000000d0c");
         let response = t
             .http
             .request(method.to_uppercase().parse().unwrap(), t.url(&concrete))

@@ -209,6 +209,94 @@ async fn missing_streams_and_events_are_problems() {
 }
 
 #[tokio::test]
+async fn events_are_found_by_id_in_any_stream() {
+    let t = TestServer::start().await;
+    let given = "0190a5a0-0000-7000-8000-0000000000bb";
+    t.append_ok("byid-1", None, &new_events("E", 0, 2)).await;
+    t.append_ok(
+        "byid-2",
+        None,
+        &json!([{"eventId": given, "eventType": "Given", "data": {"n": 9}}]),
+    )
+    .await;
+    t.append_ok("byid-1", None, &new_events("E", 2, 1)).await;
+
+    // Every event, by its id, is the same JSON as by its stream and version and as in $all.
+    let all = t.get_json("/all").await;
+    let all = all["events"].as_array().unwrap();
+    assert_eq!(all.len(), 4);
+    for event in all {
+        let id = event["eventId"].as_str().unwrap();
+        let by_id = t.get_json(&format!("/events/{id}")).await;
+        assert_eq!(&by_id, event, "GET /events/{id}");
+        let by_version = t
+            .get_json(&format!(
+                "/streams/{}/{}",
+                event["stream"].as_str().unwrap(),
+                event["version"]
+            ))
+            .await;
+        assert_eq!(by_id, by_version, "GET /events/{id}");
+    }
+    let by_id = t.get_json(&format!("/events/{given}")).await;
+    assert_eq!(by_id["eventId"], given);
+    assert_eq!(by_id["stream"], "byid-2");
+    assert_eq!(by_id["version"], 0);
+    assert_eq!(by_id["eventType"], "Given");
+    assert_eq!(by_id["data"], json!({"n": 9}));
+    // A UUID is a UUID in either case; the answer spells it as stored.
+    let upper = t
+        .get_json(&format!("/events/{}", given.to_uppercase()))
+        .await;
+    assert_eq!(upper, by_id);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_event_ids_are_problems() {
+    let t = TestServer::start().await;
+    let unknown = "0190a5a0-0000-7000-8000-0000000000cc";
+    let body = expect_problem(
+        t.get(&format!("/events/{unknown}")).await,
+        ProblemKind::EventNotFound,
+    )
+    .await;
+    assert_eq!(body["eventId"], unknown, "on an empty store: {body}");
+    t.append_ok("byid-1", None, &new_events("E", 0, 3)).await;
+    let body = expect_problem(
+        t.get(&format!("/events/{unknown}")).await,
+        ProblemKind::EventNotFound,
+    )
+    .await;
+    assert_eq!(body["eventId"], unknown, "{body}");
+
+    for bad in [
+        "not-a-uuid",
+        "0",
+        "42",
+        "0190a5a0-0000-7000-8000-0000000000c",
+        "0190a5a0-0000-7000-8000-0000000000ccc",
+        "g190a5a0-0000-7000-8000-0000000000cc",
+        "0190a5a0%200000-7000-8000-0000000000cc",
+        "%FF",
+        "byid-1",
+    ] {
+        let body = expect_problem(
+            t.get(&format!("/events/{bad}")).await,
+            ProblemKind::InvalidParameter,
+        )
+        .await;
+        assert_eq!(body["parameter"], "eventId", "/events/{bad}: {body}");
+    }
+    // No id, or more than one segment, is no route.
+    for path in ["/events", "/events/", &format!("/events/{unknown}/0")] {
+        expect_problem(t.get(path).await, ProblemKind::NotFound).await;
+    }
+    assert_eq!(t.events(), 3, "reads write nothing");
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn stream_info_listings_and_categories() {
     let clock = ManualClock::at("2026-01-01T00:00:00.000Z");
     let t = TestServer::with(

@@ -90,6 +90,13 @@ pub trait EventStore: Send + Sync + 'static {
         version: Version,
     ) -> Result<Option<RecordedEvent>, ReadError>;
 
+    /// The event stored with this id, wherever it is; `None` when no event has it. Backends
+    /// answer from an index (never a scan of the log).
+    ///
+    /// The write side uses it to recognize a command that was already applied, when event ids
+    /// are derived from the command's id.
+    async fn read_event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, ReadError>;
+
     /// What a stream holds; `None` when it does not exist.
     async fn stream_info(&self, stream: &StreamName) -> Result<Option<StreamInfo>, ReadError>;
 
