@@ -113,21 +113,13 @@ impl Query {
         let time = match self.get("asOf")? {
             None => None,
             Some(text) => {
-                let t = Timestamp::parse_rfc3339(text).map_err(|e| {
+                let t = Timestamp::parse_rfc3339_bound(text).map_err(|e| {
                     ApiError::invalid_parameter(
                         "asOf",
                         format!("{text:?} is not an RFC 3339 time ({e})"),
                     )
                 })?;
-                // RFC 3339 has one `.`, before the fractional seconds.
-                let fraction_digits = text.split_once('.').map_or(0, |(_, rest)| {
-                    rest.bytes().take_while(u8::is_ascii_digit).count()
-                });
-                Some(AsOf::Time(if fraction_digits <= 3 {
-                    Timestamp::from_unix_micros(t.unix_micros().saturating_add(999))
-                } else {
-                    t
-                }))
+                Some(AsOf::Time(t))
             }
         };
         let position = self

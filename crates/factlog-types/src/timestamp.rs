@@ -57,6 +57,24 @@ impl Timestamp {
             .map(Self::from)
             .map_err(|e| InvalidTimestamp(format!("{s:?} ({e})")))
     }
+
+    /// Parses an RFC 3339 time that bounds a read ("as of this time"). A time written with at
+    /// most three fractional digits means the end of that millisecond: `recordedAt` is shown
+    /// with milliseconds while the store keeps microseconds, so "as of an event's recordedAt"
+    /// must include every event recorded within that millisecond. More digits are taken as
+    /// they are, to the microsecond.
+    pub fn parse_rfc3339_bound(s: &str) -> Result<Self, InvalidTimestamp> {
+        let t = Self::parse_rfc3339(s)?;
+        // RFC 3339 has one `.`, before the fractional seconds.
+        let fraction_digits = s.split_once('.').map_or(0, |(_, rest)| {
+            rest.bytes().take_while(u8::is_ascii_digit).count()
+        });
+        Ok(if fraction_digits <= 3 {
+            Self(t.0.saturating_add(999))
+        } else {
+            t
+        })
+    }
 }
 
 impl From<OffsetDateTime> for Timestamp {
@@ -102,6 +120,16 @@ mod tests {
             assert!(!t.to_rfc3339_millis().is_empty());
             assert!(!format!("{t:?}").is_empty());
         }
+    }
+
+    #[test]
+    fn bounds_with_milliseconds_mean_the_end_of_the_millisecond() {
+        let ms = Timestamp::parse_rfc3339_bound("2026-01-02T03:04:05.123Z").unwrap();
+        let exact = Timestamp::parse_rfc3339("2026-01-02T03:04:05.123Z").unwrap();
+        assert_eq!(ms.unix_micros(), exact.unix_micros() + 999);
+        let us = Timestamp::parse_rfc3339_bound("2026-01-02T03:04:05.123456Z").unwrap();
+        assert_eq!(us.unix_micros(), exact.unix_micros() + 456);
+        assert!(Timestamp::parse_rfc3339_bound("yesterday").is_err());
     }
 
     #[test]
