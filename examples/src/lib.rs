@@ -10,4 +10,6 @@
 
 pub mod bank;
 pub mod bank_service;
+pub mod orders;
+pub mod orders_service;
 pub mod service;

@@ -224,8 +224,8 @@ impl Problem {
             CommandError::InvalidCommand(e) => Self::bad_request(e.to_string()),
             e @ CommandError::DuplicateAggregate { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "same-account",
-                "One aggregate twice",
+                "duplicate-aggregate",
+                "One aggregate twice in one command",
                 e.to_string(),
             ),
             e @ CommandError::Conflict { .. } => Self::new(

@@ -314,13 +314,14 @@ impl<A: Aggregate> Repository<A> {
             }
             streams.push(stream);
         }
-        if let Some(done) = self.find_applied(&body, &streams, &meta).await? {
-            return Ok(done);
-        }
-
         let metadata = meta.event_metadata();
         let mut last_stream = streams[0].clone();
         for attempt in 1..=self.retry.attempts_max {
+            // First, and again after each lost race: the race may have been lost to another
+            // execution of this same command.
+            if let Some(done) = self.find_applied(&body, &streams, &meta).await? {
+                return Ok(done);
+            }
             let mut loaded = Vec::with_capacity(body.len());
             for (id, _) in &body {
                 loaded.push(self.load(id).await?);
@@ -342,6 +343,7 @@ impl<A: Aggregate> Repository<A> {
             }
 
             let mut appends = Vec::new();
+            let mut expected_first = Vec::with_capacity(loaded.len());
             let mut last_ids = Vec::with_capacity(loaded.len());
             for (aggregate, events) in loaded.iter().zip(&decided) {
                 if events.is_empty() {
@@ -356,6 +358,7 @@ impl<A: Aggregate> Repository<A> {
                     encoded.push(new);
                 }
                 last_ids.push(encoded.last().and_then(|e| e.id));
+                expected_first.push(aggregate.version.map_or(0, |v| v + 1));
                 appends.push(StreamAppend {
                     stream: aggregate.stream.clone(),
                     expected: aggregate
@@ -366,6 +369,23 @@ impl<A: Aggregate> Repository<A> {
             }
 
             match self.store.append_multi(appends).await {
+                // The store recognized the derived ids and answered with an earlier append of
+                // this command (one that landed after this attempt loaded): its state is not
+                // the one decided here.
+                Ok(results)
+                    if results
+                        .iter()
+                        .zip(&expected_first)
+                        .any(|(r, first)| r.first_version != *first) =>
+                {
+                    return match self.find_applied(&body, &streams, &meta).await? {
+                        Some(done) => Ok(done),
+                        None => Err(CommandError::Append(AppendError::Backend(
+                            "the store answered an append of this command that it cannot find"
+                                .into(),
+                        ))),
+                    };
+                }
                 Ok(results) => {
                     let mut results = results.into_iter();
                     let mut executed = Vec::with_capacity(loaded.len());

@@ -181,6 +181,9 @@ async fn concurrent_commands_retry_until_each_wins_a_version() {
 struct RacingStore {
     inner: Arc<dyn EventStore>,
     races: AtomicU32,
+    /// Before the next append, a rival writes one foreign event and then this very append (as
+    /// another execution of the same command would, one version later).
+    same_command_races: AtomicU32,
 }
 
 #[async_trait]
@@ -203,6 +206,26 @@ impl EventStore for RacingStore {
             self.inner
                 .append(&appends[0].stream, ExpectedVersion::Any, vec![rival])
                 .await?;
+        }
+        if self
+            .same_command_races
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let rival = NewEvent::json("Received", &serde_json::json!({"quantity": 100}))
+                .unwrap()
+                .with_schema_version(2);
+            self.inner
+                .append(&appends[0].stream, ExpectedVersion::Any, vec![rival])
+                .await?;
+            let same: Vec<_> = appends
+                .iter()
+                .map(|a| StreamAppend {
+                    expected: ExpectedVersion::Any,
+                    ..a.clone()
+                })
+                .collect();
+            self.inner.append_multi(same).await?;
         }
         self.inner.append_multi(appends).await
     }
@@ -252,6 +275,7 @@ async fn a_lost_race_reloads_and_decides_again() {
     let racing = Arc::new(RacingStore {
         inner: open_store(dir.path()),
         races: AtomicU32::new(0),
+        same_command_races: AtomicU32::new(0),
     });
     let stocks = Repository::<Stock>::new(racing.clone()).with_retry(RetryPolicy {
         attempts_max: 3,
@@ -277,6 +301,21 @@ async fn a_lost_race_reloads_and_decides_again() {
     );
     let loaded = stocks.load("a").await.unwrap();
     assert_eq!((loaded.state.on_hand, loaded.version), (500, Some(6)));
+
+    // Another execution of the same command lands one version later than this one expected:
+    // the store answers with that append, and the result is that execution's state.
+    racing.same_command_races.store(1, Ordering::SeqCst);
+    let executed = stocks
+        .execute("a", Command::new(StockCommand::Ship(5)).with_id("dup"))
+        .await
+        .unwrap();
+    let Outcome::AlreadyApplied(result) = executed.outcome else {
+        panic!("{:?}", executed.outcome)
+    };
+    assert_eq!((result.first_version, executed.version), (8, Some(8)));
+    assert_eq!(executed.state.on_hand, 500 + 100 - 5);
+    let loaded = stocks.load("a").await.unwrap();
+    assert_eq!((loaded.state.on_hand, loaded.version), (595, Some(8)));
 
     // Without retries, the first lost race is the answer.
     racing.races.store(1, Ordering::SeqCst);

@@ -1,0 +1,34 @@
+//! The order service: the order lifecycle (create, add items, pay the exact total, ship), with
+//! an event schema upcast, time travel, history and a replay of the read model.
+//!
+//! `cargo run --release --example orders -- --listen 127.0.0.1:8081 --data-dir ./orders-data`
+//! (add `--server http://127.0.0.1:2113` to run on a Factlog server instead of the embedded
+//! store). The HTTP contract is in docs/examples.md.
+
+use clap::Parser;
+use factlog_examples::orders_service::{OrdersApp, OrdersOptions, router};
+use factlog_examples::service::{Backend, ServiceArgs, serve};
+
+/// The order example service.
+#[derive(Debug, Parser)]
+#[command(name = "orders")]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let backend = Backend::open(&args.service)?;
+    let app = OrdersApp::new(&backend, OrdersOptions::default());
+    let listener = tokio::net::TcpListener::bind(args.service.listen).await?;
+    println!("orders listening on http://{}", listener.local_addr()?);
+    serve(listener, router(app), &backend).await
+}
