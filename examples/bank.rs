@@ -6,7 +6,7 @@
 //! store). The HTTP contract is in docs/examples.md.
 
 use clap::Parser;
-use factlog_examples::bank_service::{BankApp, BankOptions, router};
+use factlog_examples::bank_service::{BankOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs, serve};
 
 /// The bank example service.
@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let backend = Backend::open(&args.service)?;
-    let app = BankApp::new(&backend, BankOptions::default());
+    let app = new_app(&backend, BankOptions::default());
     let listener = tokio::net::TcpListener::bind(args.service.listen).await?;
     println!("bank listening on http://{}", listener.local_addr()?);
     serve(listener, router(app), &backend).await

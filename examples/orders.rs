@@ -6,7 +6,7 @@
 //! store). The HTTP contract is in docs/examples.md.
 
 use clap::Parser;
-use factlog_examples::orders_service::{OrdersApp, OrdersOptions, router};
+use factlog_examples::orders_service::{OrdersOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs, serve};
 
 /// The order example service.
@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let backend = Backend::open(&args.service)?;
-    let app = OrdersApp::new(&backend, OrdersOptions::default());
+    let app = new_app(&backend, OrdersOptions::default());
     let listener = tokio::net::TcpListener::bind(args.service.listen).await?;
     println!("orders listening on http://{}", listener.local_addr()?);
     serve(listener, router(app), &backend).await

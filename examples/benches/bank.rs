@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use factlog_examples::bank_service::{BankApp, BankOptions, router};
+use factlog_examples::bank_service::{BankOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs};
 use serde_json::json;
 
@@ -105,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         snapshot_every: 100,
     };
     let backend = Backend::open(&args)?;
-    let app = BankApp::new(&backend, BankOptions::default());
+    let app = new_app(&backend, BankOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router(app)).await });

@@ -10,16 +10,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use factlog_aggregate::{Command, Executed, Outcome, Repository, RetryPolicy};
-use factlog_store::{Position, RecordedEvent};
+use factlog_aggregate::{Executed, RetryPolicy};
+use factlog_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::bank::{Account, AccountCommand, AccountEvent, BankError};
 use crate::service::{
-    Backend, Body, Problem, ReadModel, Replay, TimeTravel, View, correlation_id, decode_for_view,
-    history_json,
+    Backend, Body, HistoryQuery, Problem, ReadModel, Service, TimeTravel, decode_for_view,
 };
 
 /// One account in the read model.
@@ -89,36 +88,22 @@ impl ReadModel for Balances {
 }
 
 /// The bank service's state.
-#[derive(Debug)]
-pub struct BankApp {
-    pub accounts: Repository<Account>,
-    pub view: Arc<View<Balances>>,
-    pub replay: Replay<Balances>,
-}
+pub type BankApp = Service<Account, Balances>;
 
-/// Options of [`BankApp::new`] beyond the backend.
+/// Options of [`new_app`] beyond the backend.
 #[derive(Debug, Clone, Default)]
 pub struct BankOptions {
     /// Holds replays open after their start marker until a permit is added (tests).
     pub replay_hold: Option<Arc<Semaphore>>,
 }
 
-impl BankApp {
-    pub fn new(backend: &Backend, options: BankOptions) -> Arc<Self> {
-        let accounts = Repository::<Account>::new(backend.store.clone())
-            .with_snapshots(backend.snapshots.clone(), backend.policy)
-            // Many clients on one account lose races often; retry with backoff.
-            .with_retry(RetryPolicy {
-                attempts_max: 64,
-                ..RetryPolicy::default()
-            });
-        let view = View::<Balances>::start(backend.store.clone());
-        Arc::new(Self {
-            accounts,
-            replay: Replay::new(view.clone(), options.replay_hold),
-            view,
-        })
-    }
+pub fn new_app(backend: &Backend, options: BankOptions) -> Arc<BankApp> {
+    // Many clients on one account lose races often; retry with backoff.
+    let retry = RetryPolicy {
+        attempts_max: 64,
+        ..RetryPolicy::default()
+    };
+    Arc::new(Service::new(backend, retry, options.replay_hold))
 }
 
 pub fn router(app: Arc<BankApp>) -> Router {
@@ -195,36 +180,13 @@ fn account_json(executed: &Executed<Account>) -> serde_json::Value {
     })
 }
 
-/// The position the read model must reach to show what a command did.
-fn written_up_to(executed: &[Executed<Account>]) -> Option<Position> {
-    executed
-        .iter()
-        .filter_map(|e| match e.outcome {
-            Outcome::Applied(r) | Outcome::AlreadyApplied(r) => Some(r.last_position),
-            Outcome::Unchanged => None,
-        })
-        .max()
-}
-
 async fn run(
     app: &BankApp,
     headers: &HeaderMap,
     commands: Vec<(String, AccountCommand)>,
     command_id: Option<String>,
 ) -> Result<Vec<Executed<Account>>, Problem> {
-    let _permit = app.replay.command_permit()?;
-    let mut command = Command::new(commands);
-    command.meta.command_id = command_id;
-    command.meta.correlation_id = correlation_id(headers);
-    let executed = app
-        .accounts
-        .execute_all(command)
-        .await
-        .map_err(|e| Problem::from_command(e, rejected))?;
-    if let Some(position) = written_up_to(&executed) {
-        app.view.wait_for(position).await;
-    }
-    Ok(executed)
+    app.execute(headers, commands, command_id, rejected).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,7 +356,7 @@ async fn get_account(
         }
         Some(at) => {
             let loaded = app
-                .accounts
+                .repository
                 .load_at(&id, at)
                 .await
                 .map_err(Problem::from_load)?;
@@ -426,44 +388,29 @@ async fn list_accounts(State(app): State<Arc<BankApp>>) -> Json<serde_json::Valu
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct HistoryQuery {
-    #[serde(default)]
-    from: u64,
-    limit: Option<usize>,
-}
-
 async fn history(
     State(app): State<Arc<BankApp>>,
     Path(id): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = app
-        .accounts
-        .history(&id, query.from, limit)
-        .await
-        .map_err(Problem::from_load)?;
-    if entries.is_empty() && query.from == 0 {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "account-not-found",
-            "No such account",
-            format!("account {id} does not exist"),
-        ));
-    }
-    Ok(Json(
-        json!({ "accountId": id, "events": history_json(&entries) }),
-    ))
+    let events = app
+        .history(&id, &query, || {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "account-not-found",
+                "No such account",
+                format!("account {id} does not exist"),
+            )
+        })
+        .await?;
+    Ok(Json(json!({ "accountId": id, "events": events })))
 }
 
 async fn replay(State(app): State<Arc<BankApp>>) -> Result<Json<serde_json::Value>, Problem> {
-    let report = app.replay.run().await?;
-    Ok(Json(serde_json::to_value(report).expect("serializes")))
+    app.replay_response().await
 }
 
 async fn replay_status(State(app): State<Arc<BankApp>>) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(app.replay.status().await).expect("serializes"))
+    app.replay_status_response().await
 }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use factlog_aggregate::{Command, Executed, Outcome, Repository, RetryPolicy};
+use factlog_aggregate::RetryPolicy;
 use factlog_store::{RecordedEvent, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,8 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::orders::{DEFAULT_CURRENCY, Order, OrderCommand, OrderError, OrderItem, OrderStatus};
 use crate::service::{
-    Backend, Body, Problem, ReadModel, Replay, TimeTravel, View, correlation_id, decode_for_view,
-    history_json,
+    Backend, Body, HistoryQuery, Problem, ReadModel, Service, TimeTravel, decode_for_view,
 };
 
 /// An order as the service answers it.
@@ -122,35 +121,21 @@ impl ReadModel for Orders {
 }
 
 /// The order service's state.
-#[derive(Debug)]
-pub struct OrdersApp {
-    pub orders: Repository<Order>,
-    pub view: Arc<View<Orders>>,
-    pub replay: Replay<Orders>,
-}
+pub type OrdersApp = Service<Order, Orders>;
 
-/// Options of [`OrdersApp::new`] beyond the backend.
+/// Options of [`new_app`] beyond the backend.
 #[derive(Debug, Clone, Default)]
 pub struct OrdersOptions {
     /// Holds replays open after their start marker until a permit is added (tests).
     pub replay_hold: Option<Arc<Semaphore>>,
 }
 
-impl OrdersApp {
-    pub fn new(backend: &Backend, options: OrdersOptions) -> Arc<Self> {
-        let orders = Repository::<Order>::new(backend.store.clone())
-            .with_snapshots(backend.snapshots.clone(), backend.policy)
-            .with_retry(RetryPolicy {
-                attempts_max: 16,
-                ..RetryPolicy::default()
-            });
-        let view = View::<Orders>::start(backend.store.clone());
-        Arc::new(Self {
-            orders,
-            replay: Replay::new(view.clone(), options.replay_hold),
-            view,
-        })
-    }
+pub fn new_app(backend: &Backend, options: OrdersOptions) -> Arc<OrdersApp> {
+    let retry = RetryPolicy {
+        attempts_max: 16,
+        ..RetryPolicy::default()
+    };
+    Arc::new(Service::new(backend, retry, options.replay_hold))
 }
 
 pub fn router(app: Arc<OrdersApp>) -> Router {
@@ -212,21 +197,15 @@ async fn run(
     command: OrderCommand,
     command_id: Option<String>,
 ) -> Result<OrderDoc, Problem> {
-    let _permit = app.replay.command_permit()?;
-    let mut command = Command::new(command);
-    command.meta.command_id = command_id;
-    command.meta.correlation_id = correlation_id(headers);
-    let executed: Executed<Order> = app
-        .orders
-        .execute(id, command)
-        .await
-        .map_err(|e| Problem::from_command(e, rejected))?;
-    match executed.outcome {
-        Outcome::Applied(r) | Outcome::AlreadyApplied(r) => {
-            app.view.wait_for(r.last_position).await
-        }
-        Outcome::Unchanged => {}
-    }
+    let executed = app
+        .execute(
+            headers,
+            vec![(id.to_owned(), command)],
+            command_id,
+            rejected,
+        )
+        .await?;
+    let executed = &executed[0];
     OrderDoc::new(&executed.id, &executed.state, executed.version)
         .ok_or_else(|| order_not_found(format!("order {id} does not exist")))
 }
@@ -336,7 +315,7 @@ async fn get_order(
         }
         Some(at) => {
             let loaded = app
-                .orders
+                .repository
                 .load_at(&id, at)
                 .await
                 .map_err(Problem::from_load)?;
@@ -352,39 +331,24 @@ async fn list_orders(State(app): State<Arc<OrdersApp>>) -> Json<Value> {
     Json(json!({ "orders": orders, "eventsApplied": events_applied }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct HistoryQuery {
-    #[serde(default)]
-    from: u64,
-    limit: Option<usize>,
-}
-
 async fn history(
     State(app): State<Arc<OrdersApp>>,
     Path(id): Path<String>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = app
-        .orders
-        .history(&id, query.from, limit)
-        .await
-        .map_err(Problem::from_load)?;
-    if entries.is_empty() && query.from == 0 {
-        return Err(order_not_found(format!("order {id} does not exist")));
-    }
-    Ok(Json(
-        json!({ "orderId": id, "events": history_json(&entries) }),
-    ))
+    let events = app
+        .history(&id, &query, || {
+            order_not_found(format!("order {id} does not exist"))
+        })
+        .await?;
+    Ok(Json(json!({ "orderId": id, "events": events })))
 }
 
 async fn replay(State(app): State<Arc<OrdersApp>>) -> Result<Json<Value>, Problem> {
-    let report = app.replay.run().await?;
-    Ok(Json(serde_json::to_value(report).expect("serializes")))
+    app.replay_response().await
 }
 
 async fn replay_status(State(app): State<Arc<OrdersApp>>) -> Json<Value> {
-    Json(serde_json::to_value(app.replay.status().await).expect("serializes"))
+    app.replay_status_response().await
 }

@@ -12,8 +12,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use factlog_aggregate::{
-    Aggregate, At, CommandError, FileSnapshots, HistoryEntry, LoadError, SnapshotPolicy,
-    SnapshotStore,
+    Aggregate, At, Command, CommandError, Executed, FileSnapshots, HistoryEntry, LoadError,
+    Outcome, Repository, RetryPolicy, SnapshotPolicy, SnapshotStore,
 };
 use factlog_log::{EmbeddedStore, Options};
 use factlog_store::{
@@ -660,5 +660,110 @@ pub fn decode_for_view<A: Aggregate>(event: &RecordedEvent) -> Option<A::Event> 
             tracing::warn!(stream = %event.stream, version = event.version, error = %e, "skipping an event the read model cannot read");
             None
         }
+    }
+}
+
+/// What every example service is made of: the aggregate's repository, the read model its
+/// queries read, and the replay that rebuilds that read model.
+pub struct Service<A: Aggregate, M: ReadModel> {
+    pub repository: Repository<A>,
+    pub view: Arc<View<M>>,
+    pub replay: Replay<M>,
+}
+
+impl<A: Aggregate, M: ReadModel> std::fmt::Debug for Service<A, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("repository", &self.repository)
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+/// `?from=V&limit=N` of a history request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub from: u64,
+    pub limit: Option<usize>,
+}
+
+impl<A: Aggregate, M: ReadModel> Service<A, M> {
+    /// A service on `backend`; `replay_hold` holds replays open after their start marker until
+    /// a permit is added (tests).
+    pub fn new(backend: &Backend, retry: RetryPolicy, replay_hold: Option<Arc<Semaphore>>) -> Self {
+        let repository = Repository::<A>::new(backend.store.clone())
+            .with_snapshots(backend.snapshots.clone(), backend.policy)
+            .with_retry(retry);
+        let view = View::<M>::start(backend.store.clone());
+        Self {
+            repository,
+            replay: Replay::new(view.clone(), replay_hold),
+            view,
+        }
+    }
+
+    /// Runs one command on each of `commands`' aggregates (atomically), unless a replay runs,
+    /// and answers once the read model shows what it did. `rejected` maps business errors.
+    pub async fn execute(
+        &self,
+        headers: &HeaderMap,
+        commands: Vec<(String, A::Command)>,
+        command_id: Option<String>,
+        rejected: impl FnOnce(A::Error) -> Problem,
+    ) -> Result<Vec<Executed<A>>, Problem> {
+        let _permit = self.replay.command_permit()?;
+        let mut command = Command::new(commands);
+        command.meta.command_id = command_id;
+        command.meta.correlation_id = correlation_id(headers);
+        let executed = self
+            .repository
+            .execute_all(command)
+            .await
+            .map_err(|e| Problem::from_command(e, rejected))?;
+        let written_up_to = executed
+            .iter()
+            .filter_map(|e| match e.outcome {
+                Outcome::Applied(r) | Outcome::AlreadyApplied(r) => Some(r.last_position),
+                Outcome::Unchanged => None,
+            })
+            .max();
+        if let Some(position) = written_up_to {
+            self.view.wait_for(position).await;
+        }
+        Ok(executed)
+    }
+
+    /// The events of aggregate `id` as JSON; `not_found` when it has none.
+    pub async fn history(
+        &self,
+        id: &str,
+        query: &HistoryQuery,
+        not_found: impl FnOnce() -> Problem,
+    ) -> Result<Value, Problem> {
+        let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+        let entries = self
+            .repository
+            .history(id, query.from, limit)
+            .await
+            .map_err(Problem::from_load)?;
+        if entries.is_empty() && query.from == 0 {
+            return Err(not_found());
+        }
+        Ok(history_json(&entries))
+    }
+
+    /// `POST /api/replay-events`.
+    pub async fn replay_response(&self) -> Result<axum::Json<Value>, Problem> {
+        let report = self.replay.run().await?;
+        Ok(axum::Json(
+            serde_json::to_value(report).expect("serializes"),
+        ))
+    }
+
+    /// `GET /api/replay-events`.
+    pub async fn replay_status_response(&self) -> axum::Json<Value> {
+        axum::Json(serde_json::to_value(self.replay.status().await).expect("serializes"))
     }
 }

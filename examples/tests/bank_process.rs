@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use factlog_examples::bank_service::{BankApp, BankOptions, router};
+use factlog_examples::bank_service::{BankOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs};
 use factlog_log::{EmbeddedStore, Options};
 use factlog_store::{EventStore, ReadStream, StreamName};
@@ -131,7 +131,7 @@ async fn the_bank_runs_on_a_factlog_server() {
     };
     let backend = Backend::open(&args).unwrap();
     assert!(backend.embedded.is_none());
-    let app = BankApp::new(&backend, BankOptions::default());
+    let app = new_app(&backend, BankOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(app)).await });

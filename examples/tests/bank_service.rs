@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use factlog_examples::bank_service::{BankApp, BankOptions, router};
+use factlog_examples::bank_service::{BankOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs};
 use factlog_store::{ReadStream, StreamName};
 use reqwest::StatusCode;
@@ -30,7 +30,7 @@ async fn start() -> Bank {
     };
     let backend = Backend::open(&args).unwrap();
     let replay_hold = Arc::new(Semaphore::new(0));
-    let app = BankApp::new(
+    let app = new_app(
         &backend,
         BankOptions {
             replay_hold: Some(replay_hold.clone()),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use factlog_examples::orders_service::{OrdersApp, OrdersOptions, router};
+use factlog_examples::orders_service::{OrdersOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs};
 use factlog_store::{ExpectedVersion, NewEvent, ReadStream, StreamName, Timestamp};
 use reqwest::StatusCode;
@@ -32,7 +32,7 @@ async fn start() -> Shop {
     };
     let backend = Backend::open(&args).unwrap();
     let replay_hold = Arc::new(Semaphore::new(0));
-    let app = OrdersApp::new(
+    let app = new_app(
         &backend,
         OrdersOptions {
             replay_hold: Some(replay_hold.clone()),
