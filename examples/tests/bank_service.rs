@@ -1,77 +1,32 @@
 //! The bank service over HTTP on a real socket and the embedded store: its contract, 32
 //! concurrent withdrawals, transfers, time travel, history and the replay of its read model.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{TestService, problem_type};
 use factlog_examples::bank_service::{BankOptions, new_app, router};
-use factlog_examples::service::{Backend, ServiceArgs};
 use factlog_store::{ReadStream, StreamName};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
-struct Bank {
-    url: String,
-    http: reqwest::Client,
-    backend: Backend,
-    replay_hold: Arc<Semaphore>,
-    _dir: tempfile::TempDir,
-}
+type Bank = TestService;
 
 async fn start() -> Bank {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ServiceArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        server: None,
-        token: None,
-        snapshot_every: 5,
-    };
-    let backend = Backend::open(&args).unwrap();
-    let replay_hold = Arc::new(Semaphore::new(0));
-    let app = new_app(
-        &backend,
-        BankOptions {
-            replay_hold: Some(replay_hold.clone()),
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(app)).await });
-    Bank {
-        url,
-        http: reqwest::Client::new(),
-        backend,
-        replay_hold,
-        _dir: dir,
-    }
+    common::start(5, |backend, replay_hold| {
+        router(new_app(
+            backend,
+            BankOptions {
+                replay_hold: Some(replay_hold),
+            },
+        ))
+    })
+    .await
 }
 
 impl Bank {
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap())
-    }
-
     async fn open(&self, id: &str, deposit: u64) {
         let (status, _) = self
             .post("/accounts", json!({"accountId": id, "owner": "Ada"}))
@@ -89,16 +44,8 @@ impl Bank {
     }
 
     async fn history_len(&self, id: &str) -> usize {
-        let (_, body) = self.get(&format!("/accounts/{id}/history")).await;
-        body["events"].as_array().map_or(0, Vec::len)
+        self.events_at(&format!("/accounts/{id}/history")).await
     }
-}
-
-fn problem_type(body: &Value) -> &str {
-    body["type"]
-        .as_str()
-        .and_then(|t| t.rsplit('#').next())
-        .unwrap_or("")
 }
 
 #[tokio::test]

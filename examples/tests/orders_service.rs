@@ -2,89 +2,32 @@
 //! refused transition, command-id retries, time travel, history, malformed requests and the
 //! replay of its read model.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{TestService, problem_type};
 use factlog_examples::orders_service::{OrdersOptions, new_app, router};
-use factlog_examples::service::{Backend, ServiceArgs};
 use factlog_store::{ExpectedVersion, NewEvent, ReadStream, StreamName, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
-struct Shop {
-    url: String,
-    http: reqwest::Client,
-    backend: Backend,
-    replay_hold: Arc<Semaphore>,
-    _dir: tempfile::TempDir,
-}
+type Shop = TestService;
 
 async fn start() -> Shop {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ServiceArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        server: None,
-        token: None,
-        // Small, so that loads go through snapshots too.
-        snapshot_every: 2,
-    };
-    let backend = Backend::open(&args).unwrap();
-    let replay_hold = Arc::new(Semaphore::new(0));
-    let app = new_app(
-        &backend,
-        OrdersOptions {
-            replay_hold: Some(replay_hold.clone()),
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(app)).await });
-    Shop {
-        url,
-        http: reqwest::Client::new(),
-        backend,
-        replay_hold,
-        _dir: dir,
-    }
+    common::start(2, |backend, replay_hold| {
+        router(new_app(
+            backend,
+            OrdersOptions {
+                replay_hold: Some(replay_hold),
+            },
+        ))
+    })
+    .await
 }
 
 impl Shop {
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &str) -> StatusCode {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .body(body.to_owned());
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        request.send().await.unwrap().status()
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap())
-    }
-
     async fn create(&self, id: &str) {
         let (status, body) = self
             .post("/orders", json!({"orderId": id, "customer": "Ada"}))
@@ -112,16 +55,8 @@ impl Shop {
     }
 
     async fn history_len(&self, id: &str) -> usize {
-        let (_, body) = self.get(&format!("/orders/{id}/history")).await;
-        body["events"].as_array().map_or(0, Vec::len)
+        self.events_at(&format!("/orders/{id}/history")).await
     }
-}
-
-fn problem_type(body: &Value) -> &str {
-    body["type"]
-        .as_str()
-        .and_then(|t| t.rsplit('#').next())
-        .unwrap_or("")
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use factlog_aggregate::{
     At, Command, CommandError, FileSnapshots, InMemorySnapshots, LoadError, Outcome, Repository,
     RetryPolicy, Snapshot, SnapshotPolicy, SnapshotStore,
 };
+use factlog_log::EmbeddedStore;
 use factlog_store::{
     AppendError, AppendResult, ContentType, EventFilter, EventId, EventStore, EventType,
     ExpectedVersion, ListStreams, NewEvent, Ordering as StoreOrdering, Position, ReadAll,
@@ -21,6 +22,15 @@ use factlog_store::{
 
 fn stream(id: &str) -> StreamName {
     StreamName::new(format!("stock-{id}")).unwrap()
+}
+
+async fn event_count(store: &Arc<EmbeddedStore>, id: &str) -> u64 {
+    store
+        .stream_info(&stream(id))
+        .await
+        .unwrap()
+        .unwrap()
+        .event_count
 }
 
 #[tokio::test]
@@ -102,15 +112,7 @@ async fn a_command_id_is_applied_once_even_when_the_state_has_moved_on() {
     stocks.execute("b", StockCommand::Receive(1)).await.unwrap();
     let other = stocks.execute("b", ship()).await.unwrap();
     assert!(matches!(other.outcome, Outcome::Applied(_)));
-    assert_eq!(
-        store
-            .stream_info(&stream("a"))
-            .await
-            .unwrap()
-            .unwrap()
-            .event_count,
-        3
-    );
+    assert_eq!(event_count(&store, "a").await, 3);
 }
 
 #[tokio::test]
@@ -372,15 +374,7 @@ async fn correlation_and_causation_ids_flow_into_metadata() {
         matches!(err, CommandError::Load(LoadError::InvalidId { .. })),
         "{err:?}"
     );
-    assert_eq!(
-        store
-            .stream_info(&stream("a"))
-            .await
-            .unwrap()
-            .unwrap()
-            .event_count,
-        2
-    );
+    assert_eq!(event_count(&store, "a").await, 2);
 }
 
 #[tokio::test]
