@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, exactly as CI does: formatting, lints, every test of the workspace
-# (unit, conformance, crash, fault, recovery, property, HTTP and CLI tests), schemathesis against
-# a running server's OpenAPI document, and the fuzz target's build.
+# (unit, conformance, crash, fault, recovery, property, HTTP and CLI tests) with throwaway
+# PostgreSQL and Redis servers started for them (scripts/services.sh), schemathesis against a
+# running server's OpenAPI document, and the fuzz target's build.
 #
 # Environment:
 #   FACTLOG_CRASH_CYCLES  kill -9 cycles of the crash test (default 50)
@@ -18,8 +19,8 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (with PostgreSQL and Redis)"
+scripts/services.sh run -- cargo test --workspace --locked
 
 step "schemathesis against /openapi.json"
 scripts/schemathesis.sh

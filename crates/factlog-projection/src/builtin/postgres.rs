@@ -1,0 +1,1 @@
+//! [`StreamSummary`] in PostgreSQL.
