@@ -59,9 +59,9 @@ mod builtin;
 mod handle;
 mod manager;
 mod metrics;
-// mod postgres;
+mod postgres;
 mod projection;
-// mod redis_sink;
+mod redis_sink;
 mod reset;
 mod runner;
 mod sink;
@@ -73,12 +73,12 @@ pub use builtin::StreamSummary;
 pub use handle::{ControlError, ProjectionHandle};
 pub use manager::{DuplicateName, Projections};
 pub use metrics::ProjectionsCollector;
-// pub use postgres::{PostgresSink, PostgresUnit};
+pub use postgres::{PostgresSink, PostgresUnit};
 pub use projection::{
     HandleError, Interest, InvalidProjectionName, OnError, Projection, ProjectionName,
     ProjectionOptions,
 };
-// pub use redis_sink::{RedisSink, RedisUnit};
+pub use redis_sink::{RedisSink, RedisUnit};
 pub use reset::{ResetError, ResetPlan, ResetTarget};
 pub use runner::spawn;
 pub use sink::{

@@ -93,8 +93,9 @@ impl HandleError {
     }
 }
 
-/// The name of a projection: 1 to 48 characters of `a-z`, `0-9` and `_`, starting with a letter.
-/// It names the projection's rows, tables and keys in its sink, so it is kept that simple.
+/// The name of a projection: 1 to 48 characters of `a-z`, `0-9` and `_`, starting with a letter,
+/// and not starting with `sqlite_` (SQLite reserves such table names). It names the projection's
+/// rows, tables and keys in its sink, so it is kept that simple.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct ProjectionName(String);
@@ -102,9 +103,12 @@ pub struct ProjectionName(String);
 /// A string that cannot name a projection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid projection name {0:?}: use 1 to 48 characters of a-z, 0-9 and _, starting with a letter"
+    "invalid projection name {0:?}: use 1 to 48 characters of a-z, 0-9 and _, starting with a letter and not with sqlite_"
 )]
 pub struct InvalidProjectionName(pub String);
+
+/// SQLite refuses tables and views whose names start with this.
+pub(crate) const RESERVED_PREFIX: &str = "sqlite_";
 
 impl ProjectionName {
     pub const LENGTH_MAX: usize = 48;
@@ -113,6 +117,7 @@ impl ProjectionName {
         let name = name.into();
         let valid = (1..=Self::LENGTH_MAX).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !name.starts_with(RESERVED_PREFIX)
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -195,5 +200,31 @@ impl ProjectionOptions {
             on_error: OnError::Park,
             idle_checkpoint_interval: Duration::from_secs(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_names_are_simple_identifiers() {
+        for good in ["a", "balances", "order_totals_v2", &"x".repeat(48)] {
+            assert!(ProjectionName::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Balances",
+            "1st",
+            "_x",
+            "a-b",
+            "a b",
+            "sqlite_x",
+            &"x".repeat(49),
+        ] {
+            assert!(ProjectionName::new(bad).is_err(), "{bad:?}");
+        }
+        let json: Result<ProjectionName, _> = serde_json::from_str(r#""Bad""#);
+        assert!(json.is_err());
     }
 }

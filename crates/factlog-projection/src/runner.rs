@@ -524,6 +524,14 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                     self.error(message);
                     tokio::time::sleep(self.backoff(failures)).await;
                 }
+                // A retry after a commit whose answer was lost (the connection dropped during
+                // COMMIT): the checkpoint is already where this unit of work moves it.
+                Err(ApplyError::Fenced {
+                    found: Some(found), ..
+                }) if failures > 0 && found == to => {
+                    self.lane(which).expect("lane").committed(to);
+                    return Ok(Ok(()));
+                }
                 Err(e) => return Err(Stop(e.to_string())),
             }
         }

@@ -24,12 +24,13 @@ pub(crate) fn check_logical_in(
     logical: &str,
 ) -> Result<(), HandleError> {
     let valid = logical.starts_with(|c: char| c.is_ascii_lowercase())
+        && !logical.starts_with(crate::projection::RESERVED_PREFIX)
         && logical
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid {
         return Err(HandleError::Permanent(format!(
-            "invalid table name {logical:?}: use a-z, 0-9 and _, starting with a letter"
+            "invalid table name {logical:?}: use a-z, 0-9 and _, starting with a letter and not with sqlite_"
         )));
     }
     // The unquoted physical name with a generation of up to 6 digits.

@@ -154,13 +154,13 @@ impl Projection<SqliteSink> for Flaky {
         Interest::all()
     }
     fn setup(&self, unit: &mut SqliteUnit<'_>) -> Result<(), HandleError> {
-        self.inner.setup(unit)
+        Projection::<SqliteSink>::setup(&self.inner, unit)
     }
     fn handle(&self, event: &RecordedEvent, unit: &mut SqliteUnit<'_>) -> Result<(), HandleError> {
         if event.event_type.as_str() == "Poison" && !self.fixed.load(Ordering::SeqCst) {
             return Err(HandleError::Transient("cannot read a Poison event".into()));
         }
-        self.inner.handle(event, unit)
+        Projection::<SqliteSink>::handle(&self.inner, event, unit)
     }
 }
 
