@@ -30,9 +30,13 @@
 //! # Units of work
 //!
 //! A projection's handler cannot wait for Redis, so [`RedisUnit`] *queues* commands
-//! ([`RedisUnit::cmd`], [`RedisUnit::command`], [`RedisUnit::cmd_once`]); they run inside the batch's script, with
+//! ([`RedisUnit::cmd`], [`RedisUnit::command`]); they run inside the batch's script, with
 //! `redis.pcall`, in order, after the script has checked the checkpoint (the fence) and before
-//! it moves it. One script call (`EVALSHA`, loading the script on `NOSCRIPT`) per batch.
+//! it moves it. One script call (`EVALSHA`, loading the script on `NOSCRIPT`) per batch. Every
+//! command costs Redis time (and, with an append-only file, a write to it), so a unit also
+//! takes *final* commands, idempotent ones that run once per batch after the others:
+//! [`RedisUnit::cmd_once`] (the same command from many events, run once) and
+//! [`RedisUnit::cmd_last`] (only the last of a token's commands runs: a row's latest values).
 //!
 //! **Redis does not roll back a script's writes when one of its commands fails** (documented
 //! Redis behaviour): the commands before the failing one stay applied. The script checks what
@@ -43,8 +47,9 @@
 //! again, one event at a time to find the failing one, the script skips what already ran. The
 //! commands of the failing event that ran before its failing command stay applied (once); if
 //! the event is parked and later retried, they run again (as they do each time a retry fails
-//! part-way). Handlers must therefore be deterministic (they must anyway: after a crash,
-//! events are handled again).
+//! part-way). Final commands are never skipped: being idempotent, running them again is
+//! harmless. Handlers must therefore be deterministic (they must anyway: after a crash, events
+//! are handled again).
 //!
 //! A command error is a permanent failure of its event (it is parked, or stops the projection),
 //! except errors of the server's state (`OOM`, `BUSY`, `LOADING`, `READONLY`, `MISCONF`, ...),
@@ -91,28 +96,36 @@ end
 
 -- The queued commands, from ARGV[first] to ARGV[last]: for each, its number of arguments n
 -- and the n arguments; the first command of each event has -n instead, followed by the
--- event's position. Commands of events before skip_p, and the first skip_j commands of the
--- event at skip_p, ran in an earlier failed run and are skipped.
--- Returns nil, or the failure: {command index, event position, commands of that event done, error}.
+-- event's position. Then, after a 0, the final commands (idempotent: cmd_once, cmd_last),
+-- each n and its arguments. Commands of events before skip_p, and the first skip_j commands of
+-- the event at skip_p, ran in an earlier failed run and are skipped; final commands never are.
+-- Returns nil, or the failure: {command index, position and commands done of the last event
+-- whose commands ran, error}.
 local function run(first, last, skip_p, skip_j)
-  local i, index, position, done, skip_event = first, 0, '0', 0, false
+  local i, index, position, done = first, 0, '0', 0
+  local skip_event, final = false, false
   while i <= last do
     local n = tonumber(ARGV[i])
-    if n < 0 then
-      n = -n
+    if n == 0 then
+      final = true
       i = i + 1
-      position, done = ARGV[i], 0
-      skip_event = skip_p and lt(position, skip_p)
-    end
-    if not (skip_event or (position == skip_p and done < skip_j)) then
-      local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
-      if type(reply) == 'table' and reply.err then
-        return {index, position, done, reply.err}
+    else
+      if n < 0 then
+        n = -n
+        i = i + 1
+        position, done = ARGV[i], 0
+        skip_event = skip_p and lt(position, skip_p)
       end
+      if final or not (skip_event or (position == skip_p and done < skip_j)) then
+        local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
+        if type(reply) == 'table' and reply.err then
+          return {index, position, done, reply.err}
+        end
+      end
+      if not final then done = done + 1 end
+      index = index + 1
+      i = i + 1 + n
     end
-    done = done + 1
-    index = index + 1
-    i = i + 1 + n
   end
   return nil
 end
@@ -185,7 +198,12 @@ local first, last = queued(4, KEYS[3])
 local p, j = partial(KEYS[2], gen, expected)
 local failed = run(first, last, p, j)
 if failed then
-  redis.call('HSET', KEYS[2], gen .. ':partial', expected .. ' ' .. failed[2] .. ' ' .. failed[3])
+  -- What ran is what the marker said ran, and this run's progress: the further of the two.
+  -- (A final command can fail after events that the marker already covers.)
+  local fp, fj = failed[2], failed[3]
+  if not p or lt(p, fp) or (p == fp and j < fj) then
+    redis.call('HSET', KEYS[2], gen .. ':partial', expected .. ' ' .. fp .. ' ' .. fj)
+  end
   return {'error', failed[1], failed[4]}
 end
 local id = 0
@@ -336,9 +354,14 @@ impl fmt::Debug for RedisSink {
 ///
 /// ```no_run
 /// # use factlog_projection::RedisUnit;
-/// # fn handle(unit: &mut RedisUnit<'_>, stream: &str) {
+/// # fn handle(unit: &mut RedisUnit<'_>, stream: &str, amount: i64) {
 /// let key = unit.key(&format!("balances:{stream}"));
-/// unit.cmd("HINCRBY").arg(&key).arg("deposits").arg(1);
+/// unit.cmd("HINCRBY").arg(&key).arg("balance").arg(amount);
+/// // Only the batch's last value matters:
+/// unit.cmd_last(&key, "HSET").arg(&key).arg("last_amount").arg(amount);
+/// // Once per batch is enough:
+/// let accounts = unit.key("accounts");
+/// unit.cmd_once("SADD").arg(&accounts).arg(stream);
 /// # }
 /// ```
 pub struct RedisUnit<'u> {
@@ -348,14 +371,19 @@ pub struct RedisUnit<'u> {
     key_base: String,
     /// The script call being built: the header, then the queued commands.
     out: Cmd,
-    /// The command [`RedisUnit::cmd`] (or [`RedisUnit::cmd_once`]) returned, copied to `out`
-    /// (or `deferred`) when the next one starts.
+    /// The command being built (returned by [`RedisUnit::cmd`] and the like), queued when the
+    /// next one starts.
     scratch: Cmd,
     scratch_pending: Option<Queue>,
-    /// The event's commands queued with [`RedisUnit::cmd_once`], for the end of its commands.
-    deferred: Vec<Cmd>,
-    /// Every command queued with [`RedisUnit::cmd_once`] in this unit, packed.
+    /// The token of the command being built by [`RedisUnit::cmd_last`].
+    scratch_token: String,
+    /// The commands of [`RedisUnit::cmd_once`] and [`RedisUnit::cmd_last`], with the event that
+    /// queued them last: they run after all the others.
+    finals: Vec<(Cmd, usize)>,
+    /// The commands of [`RedisUnit::cmd_once`], packed.
     once: HashSet<Vec<u8>>,
+    /// The tokens of [`RedisUnit::cmd_last`] and the place of their command in `finals`.
+    last: HashMap<String, usize>,
     packed: Vec<u8>,
     /// The event being handled: its index in the batch and its position.
     event: usize,
@@ -375,6 +403,7 @@ impl fmt::Debug for RedisUnit<'_> {
             .field("projection", self.projection)
             .field("generation", &self.generation)
             .field("commands", &self.command_events.len())
+            .field("final_commands", &self.finals.len())
             .finish_non_exhaustive()
     }
 }
@@ -388,8 +417,10 @@ impl<'u> RedisUnit<'u> {
             out,
             scratch: Cmd::new(),
             scratch_pending: None,
-            deferred: Vec::new(),
+            scratch_token: String::new(),
+            finals: Vec::new(),
             once: HashSet::new(),
+            last: HashMap::new(),
             packed: Vec::new(),
             event: 0,
             position: 0,
@@ -429,14 +460,33 @@ impl<'u> RedisUnit<'u> {
         self.start(name, Queue::Now)
     }
 
-    /// Queues the command `name`, like [`RedisUnit::cmd`], to run once per unit of work (a
-    /// batch) however many of its events queue it with the same arguments, after the other
-    /// commands of the first event that queues it: for idempotent commands whose effect no
-    /// other command of the projection undoes, such as adding a member to a set that only
-    /// grows. (Within one batch, queuing it once or for every event has the same effect; once
-    /// is cheaper.)
+    /// Queues a command built elsewhere (`redis::cmd("SET").arg(&key).arg(1)`), like
+    /// [`RedisUnit::cmd`].
+    pub fn command(&mut self, command: &Cmd) {
+        self.flush();
+        if self.check(command) {
+            self.append(command);
+        }
+    }
+
+    /// Queues the command `name` (like [`RedisUnit::cmd`]) to run once per batch however many
+    /// of its events queue it with the same arguments, after the batch's other commands: for
+    /// idempotent commands whose effect no command of the projection undoes, such as adding a
+    /// member to a set that only grows. It may run again after a failure of the batch.
     pub fn cmd_once(&mut self, name: &str) -> &mut Cmd {
         self.start(name, Queue::Once)
+    }
+
+    /// Queues the command `name` (like [`RedisUnit::cmd`]) in place of the one queued earlier in
+    /// the batch with the same `token`, to run after the batch's other commands: for idempotent
+    /// writes of which only the batch's last one matters, such as setting a row's latest values
+    /// (`HSET`) with its key as token. The batch's final commands run in the order their tokens
+    /// were first used; each may run again after a failure of the batch.
+    pub fn cmd_last(&mut self, token: &str, name: &str) -> &mut Cmd {
+        self.flush();
+        self.scratch_token.clear();
+        self.scratch_token.push_str(token);
+        self.start(name, Queue::Last)
     }
 
     fn start(&mut self, name: &str, queue: Queue) -> &mut Cmd {
@@ -447,50 +497,56 @@ impl<'u> RedisUnit<'u> {
         &mut self.scratch
     }
 
-    /// Queues a command built elsewhere (`redis::cmd("SET").arg(&key).arg(1)`).
-    pub fn command(&mut self, command: &Cmd) {
-        self.flush();
-        self.append(command);
-    }
-
     /// Starts the commands of the event at `index` in the batch.
     fn begin(&mut self, index: usize, position: Position) {
-        self.end_event();
+        self.flush();
         self.event = index;
         self.position = position.raw();
         self.event_started = false;
     }
 
+    /// Queues the command being built.
     fn flush(&mut self) {
-        match self.scratch_pending.take() {
-            None => {}
-            Some(Queue::Now) => {
-                let scratch = std::mem::take(&mut self.scratch);
+        let Some(queue) = self.scratch_pending.take() else {
+            return;
+        };
+        let scratch = std::mem::take(&mut self.scratch);
+        if !self.check(&scratch) {
+            self.scratch = scratch;
+            return;
+        }
+        match queue {
+            Queue::Now => {
                 self.append(&scratch);
                 self.scratch = scratch;
             }
-            Some(Queue::Once) => {
+            Queue::Once => {
                 self.packed.clear();
-                self.scratch.write_packed_command(&mut self.packed);
+                scratch.write_packed_command(&mut self.packed);
                 if !self.once.contains(&self.packed) {
                     self.once.insert(self.packed.clone());
-                    self.deferred.push(self.scratch.clone());
+                    self.finals.push((scratch.clone(), self.event));
                 }
+                self.scratch = scratch;
             }
+            Queue::Last => match self.last.get(self.scratch_token.as_str()) {
+                // The replaced command becomes the next scratch: no allocation.
+                Some(&i) => {
+                    let (replaced, event) = &mut self.finals[i];
+                    self.scratch = std::mem::replace(replaced, scratch);
+                    *event = self.event;
+                }
+                None => {
+                    self.last
+                        .insert(self.scratch_token.clone(), self.finals.len());
+                    self.finals.push((scratch, self.event));
+                }
+            },
         }
     }
 
-    /// Queues the event's deferred commands after its others. (So the commands an event
-    /// queues always start the same way, whichever events came before it in the batch: the
-    /// script's skipping of what a failed run did relies on it.)
-    fn end_event(&mut self) {
-        self.flush();
-        for command in std::mem::take(&mut self.deferred) {
-            self.append(&command);
-        }
-    }
-
-    fn append(&mut self, command: &Cmd) {
+    /// Whether `command` can be sent; records the first one that cannot, with its event.
+    fn check(&mut self, command: &Cmd) -> bool {
         let args = command.args_iter();
         let count = args.len();
         let problem = if count == 0 {
@@ -505,29 +561,42 @@ impl<'u> RedisUnit<'u> {
         } else {
             None
         };
-        if let Some(problem) = problem {
-            self.invalid.get_or_insert((self.event, problem));
-            return;
+        match problem {
+            None => true,
+            Some(problem) => {
+                self.invalid.get_or_insert((self.event, problem));
+                false
+            }
         }
+    }
+
+    /// Writes a command of the current event to the script call.
+    fn append(&mut self, command: &Cmd) {
+        let count = command.args_iter().len();
         if self.event_started {
             self.out.arg(count);
         } else {
             self.event_started = true;
             self.out.arg(-(count as i64)).arg(self.position);
         }
-        for arg in args {
-            if let Arg::Simple(bytes) = arg {
-                self.out.arg(bytes);
-            }
-        }
+        write_args(&mut self.out, command);
         self.command_events.push(self.event);
     }
 
     /// The script call, complete, and the event of each command; or the first invalid command.
     fn finish(mut self) -> Result<(Cmd, Vec<usize>), (usize, String)> {
-        self.end_event();
+        self.flush();
         if let Some(invalid) = self.invalid {
             return Err(invalid);
+        }
+        if !self.finals.is_empty() {
+            // The final commands, after a 0.
+            self.out.arg(0);
+            for (command, event) in &self.finals {
+                self.out.arg(command.args_iter().len());
+                write_args(&mut self.out, command);
+                self.command_events.push(*event);
+            }
         }
         let count = self.keys.len();
         for key in &self.keys {
@@ -538,11 +607,23 @@ impl<'u> RedisUnit<'u> {
     }
 }
 
-/// Where a command of [`RedisUnit::cmd`] or [`RedisUnit::cmd_once`] goes.
+fn write_args(out: &mut Cmd, command: &Cmd) {
+    for arg in command.args_iter() {
+        if let Arg::Simple(bytes) = arg {
+            out.arg(bytes);
+        }
+    }
+}
+
+/// Where the command being built goes.
 #[derive(Debug, Clone, Copy)]
 enum Queue {
+    /// [`RedisUnit::cmd`]
     Now,
+    /// [`RedisUnit::cmd_once`]
     Once,
+    /// [`RedisUnit::cmd_last`]
+    Last,
 }
 
 /// Keys of the runtime for one projection.

@@ -231,7 +231,7 @@ async fn read_model(kind: Kind, dir: &Path) -> BTreeMap<String, Row> {
             let mut rows = BTreeMap::new();
             for stream in streams {
                 let key = sink
-                    .live_key(&name, &format!("crash_rows:{stream}"))
+                    .live_key(&name, &format!("crash_rows:stream:{stream}"))
                     .await
                     .unwrap();
                 let h: BTreeMap<String, String> = redis::cmd("HGETALL")

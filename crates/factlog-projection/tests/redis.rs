@@ -83,7 +83,7 @@ async fn rows(sink: &RedisSink, name: &ProjectionName) -> BTreeMap<String, Row> 
     let mut rows = BTreeMap::new();
     for stream in streams {
         let key = sink
-            .live_key(name, &format!("summary:{stream}"))
+            .live_key(name, &format!("summary:stream:{stream}"))
             .await
             .unwrap();
         let h: BTreeMap<String, String> = redis::cmd("HGETALL")
@@ -163,6 +163,8 @@ async fn applies_every_event_once() {
     let prefix = prefix("once");
     let store = TestStore::new();
     store.append("account", 50, 2000, "Deposited").await;
+    // A stream whose name is also the suffix of the summary's set of streams.
+    store.append_one("streams", "Deposited").await;
     let sink = sink(&prefix).await;
     let projections = Projections::new();
     let handle = projections
@@ -178,10 +180,11 @@ async fn applies_every_event_once() {
     assert_eq!(status.state, State::Running);
     assert_eq!(status.generation, 1);
     assert_eq!(status.committed_position, end);
+    assert_eq!(status.dead_letters_parked, 0);
     projections.stop().await;
 
     let expected = model(&store.events().await, |_| true);
-    assert_eq!(expected.len(), 50);
+    assert_eq!(expected.len(), 51);
     assert_eq!(rows(&sink, &name()).await, expected);
     let stored = sink.load(&name()).await.unwrap().unwrap();
     assert_eq!(stored.live_generation, 1);
@@ -436,8 +439,9 @@ async fn a_poison_event_is_parked_and_can_be_retried_or_skipped() {
 }
 
 /// The stream summary, plus, for events of type `Bad`, a command that Redis refuses (`HINCRBY`
-/// on a string key, set up by `setup`) after one that it runs (`INCR` of a counter); every
-/// event adds `all` to the set `seen`, once per batch.
+/// on a string key, set up by `setup`) after one that it runs (`INCR` of a counter); for events
+/// of type `BadLast`, the summary's commands, an `INCR` and a final command (`cmd_last`) that
+/// Redis refuses; every event adds `all` to the set `seen`, once per batch.
 struct Refused {
     inner: StreamSummary,
 }
@@ -452,10 +456,18 @@ impl Projection<RedisSink> for Refused {
         Ok(())
     }
     fn handle(&self, event: &RecordedEvent, unit: &mut RedisUnit<'_>) -> Result<(), HandleError> {
-        // Queued first, but run after the event's other commands: an event's commands start
-        // the same way whether or not an earlier event of its batch queued this one.
+        // Queued first, but run after the batch's other commands (and never skipped): an
+        // event's commands start the same way whether or not an earlier event of its batch
+        // queued this one.
         let seen = unit.key("seen");
         unit.cmd_once("SADD").arg(&seen).arg("all");
+        if event.event_type.as_str() == "BadLast" {
+            let before = unit.key("bad_last_before");
+            unit.cmd("INCR").arg(&before);
+            let trap = unit.key("trap");
+            unit.cmd_last("trap", "HSET").arg(&trap).arg("field").arg(1);
+            return Projection::<RedisSink>::handle(&self.inner, event, unit);
+        }
         if event.event_type.as_str() == "Bad" {
             let before = unit.key("bad_before");
             unit.command(redis::cmd("INCR").arg(&before));
@@ -471,8 +483,10 @@ impl Projection<RedisSink> for Refused {
 async fn a_command_redis_refuses_parks_its_event_and_the_rest_of_the_batch_applies_once() {
     let prefix = prefix("refused");
     let store = TestStore::new();
-    // One batch: events before and after the bad one.
+    // One batch: events before and after the bad one, and a stream with events only before it
+    // (its row's values come from final commands of events that the failed run applied).
     store.append("account", 5, 200, "Deposited").await;
+    store.append("early", 1, 3, "Deposited").await;
     let bad = store.append_one("account-3", "Bad").await;
     store.append("account", 5, 200, "Deposited").await;
     let sink = sink(&prefix).await;
@@ -518,6 +532,53 @@ async fn a_command_redis_refuses_parks_its_event_and_the_rest_of_the_batch_appli
         .await
         .unwrap();
     assert_eq!(seen, ["all"]);
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_final_command_redis_refuses_parks_its_event_and_the_rest_of_the_batch_applies_once() {
+    let prefix = prefix("refused_final");
+    let store = TestStore::new();
+    // One batch, with no other failure: the refused final command runs after every event's
+    // ordinary commands ran.
+    store.append("early", 1, 3, "Deposited").await;
+    store.append("account", 5, 100, "Deposited").await;
+    let bad = store.append_one("account-2", "BadLast").await;
+    store.append("account", 5, 100, "Deposited").await;
+    let sink = sink(&prefix).await;
+    let projections = Projections::new();
+    let handle = projections
+        .start(
+            store.dyn_store(),
+            sink.clone(),
+            Arc::new(Refused {
+                inner: StreamSummary::new("summary", Interest::all()),
+            }),
+            options("summary"),
+        )
+        .unwrap();
+    let status = caught_up(&handle, &store).await;
+    assert_eq!(status.dead_letters_parked, 1);
+    projections.stop().await;
+
+    let dead = sink.dead_letters(&name()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, bad.id);
+    assert!(dead[0].error.contains("WRONGTYPE"), "{}", dead[0].error);
+    // Every event's ordinary commands ran once, the bad one's included (they ran before its
+    // final command failed); the other final commands set the rows' latest values.
+    let events = store.events().await;
+    let mut expected = model(&events, |e| e.id != bad.id);
+    let row = expected.get_mut("account-2").unwrap();
+    row.events += 1;
+    assert_eq!(rows(&sink, &name()).await, expected);
+    let mut conn = connection().await;
+    let before: i64 = redis::cmd("GET")
+        .arg(sink.live_key(&name(), "bad_last_before").await.unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, 1);
     clean(&prefix).await;
 }
 

@@ -1,5 +1,6 @@
-//! [`StreamSummary`] in Redis: a hash per stream (`<table>:<stream>`, with the columns of the SQL
-//! table as fields) and a set of the streams (`<table>:streams`), in the generation's keys.
+//! [`StreamSummary`] in Redis: a hash per stream (`<table>:stream:<stream>`, with the columns of
+//! the SQL table as fields) and a set of the streams (`<table>:streams`), in the generation's
+//! keys. The `stream:` part keeps a stream named `streams` from meeting the set.
 
 use factlog_store::RecordedEvent;
 
@@ -19,10 +20,13 @@ impl Projection<RedisSink> for StreamSummary {
 
     fn handle(&self, event: &RecordedEvent, unit: &mut RedisUnit<'_>) -> Result<(), HandleError> {
         let stream = event.stream.as_str();
-        let row = unit.key(&format!("{}:{stream}", self.table));
+        let row = unit.key(&format!("{}:stream:{stream}", self.table));
         unit.cmd("HINCRBY").arg(&row).arg("events").arg(1);
-        unit.cmd("HSET")
+        // Of a batch's events of a stream, the last one's values are the row's: set once.
+        unit.cmd_last(&row, "HSET")
             .arg(&row)
+            .arg("category")
+            .arg(event.stream.category())
             .arg("last_version")
             .arg(event.version)
             .arg("last_event_type")
@@ -31,11 +35,7 @@ impl Projection<RedisSink> for StreamSummary {
             .arg(event.position.raw())
             .arg("last_recorded_at")
             .arg(event.recorded_at.unix_micros());
-        // Constant for a stream, and a set that only grows: once per batch is enough.
-        unit.cmd_once("HSET")
-            .arg(&row)
-            .arg("category")
-            .arg(event.stream.category());
+        // A set that only grows: once per batch is enough.
         let streams = unit.key(&format!("{}:streams", self.table));
         unit.cmd_once("SADD").arg(&streams).arg(stream);
         Ok(())
