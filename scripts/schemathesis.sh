@@ -29,7 +29,14 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir "$work/backups"
-target/debug/factlog serve --listen 127.0.0.1:0 --data-dir "$work/data" --backup-dir "$work/backups" >"$work/out" 2>"$work/err" &
+# One projection, so that the projection routes answer with statuses, plans and rebuilds too
+# (the OpenAPI document's example name is this one).
+cat >"$work/factlog.toml" <<'EOF'
+[[projections]]
+name = "order_summary"
+kind = "stream-summary"
+EOF
+target/debug/factlog serve --config "$work/factlog.toml" --listen 127.0.0.1:0 --data-dir "$work/data" --backup-dir "$work/backups" >"$work/out" 2>"$work/err" &
 server_pid=$!
 for _ in $(seq 100); do
     [ -s "$work/out" ] && break

@@ -8,6 +8,7 @@
 //! the bytes exactly, and as `dataBase64` otherwise, so that every byte string round-trips.
 
 pub mod problem;
+pub mod projections;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,6 +23,11 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 pub use problem::{Problem, ProblemKind};
+pub use projections::{
+    DeadLetterJson, DeadLetterStatusJson, DeadLettersResponse, InterestJson, LastErrorJson,
+    OnErrorJson, ProjectionState, ProjectionStatusJson, ProjectionsResponse, RebuildResponse,
+    RebuildStatusJson, ResetPlanJson, ResetRequest, ResetTargetJson, ResetTo,
+};
 
 /// The header that carries an append's expected version.
 pub const EXPECTED_VERSION_HEADER: &str = "expected-version";

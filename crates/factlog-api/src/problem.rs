@@ -68,6 +68,13 @@ problem_kinds! {
     BackupExists = ("backup-exists", 409, "A backup of this name exists"),
     BackupFailed = ("backup-failed", 500, "The backup could not be written"),
     Internal = ("internal", 500, "The server failed to handle the request"),
+    ProjectionNotFound = ("projection-not-found", 404, "The projection does not exist"),
+    ProjectionConflict = ("projection-conflict", 409, "The projection cannot do this in its current state"),
+    ProjectionUnavailable = ("projection-unavailable", 503, "The projection cannot answer now"),
+    ProjectionFailed = ("projection-failed", 500, "The projection's sink failed"),
+    InvalidReset = ("invalid-reset", 422, "The reset target cannot be planned"),
+    DeadLetterNotFound = ("dead-letter-not-found", 404, "The dead letter does not exist"),
+    RetryFailed = ("retry-failed", 422, "The dead letter's event failed again"),
 }
 
 impl ProblemKind {

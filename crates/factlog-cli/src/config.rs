@@ -21,13 +21,27 @@
 //! [client]              # what `--server` / `--token` default to
 //! server = "https://factlog.internal:4470"
 //! token = "..."
+//!
+//! [[projections]]       # read models `factlog serve` keeps up to date
+//! name = "order_summary"
+//! kind = "stream-summary"
+//! categories = ["order"]
+//! sink = "sqlite"       # or "postgres", "redis"
+//!
+//! [projection-sinks]
+//! sqlite-path = "/var/lib/factlog-read-models.sqlite"   # default: <data-dir>.projections.sqlite
+//! postgres-url = "postgres://factlog@db/factlog"        # or FACTLOG_PROJECTION_POSTGRES_URL
+//! redis-url = "redis://127.0.0.1:6379/0"                # or FACTLOG_PROJECTION_REDIS_URL
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use factlog_projection::OnError;
 use factlog_server::{FileConfig as ServerFileConfig, Role, Secret, TokenConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::UsageError;
 
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./factlog-data";
@@ -41,6 +55,82 @@ pub struct FileConfig {
     pub server: ServerFileConfig,
     #[serde(default)]
     pub client: ClientFileConfig,
+    /// The projections `factlog serve` runs.
+    #[serde(default)]
+    pub projections: Vec<ProjectionFileConfig>,
+    /// Where the projections' sinks are.
+    #[serde(default)]
+    pub projection_sinks: ProjectionSinksFileConfig,
+}
+
+/// One `[[projections]]` entry: a built-in projection, its sink and what it wants.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectionFileConfig {
+    /// 1 to 48 of a-z, 0-9 and _, starting with a letter.
+    pub name: String,
+    pub kind: ProjectionKind,
+    /// The table (the view readers query) [default: the name].
+    pub table: Option<String>,
+    #[serde(default)]
+    pub sink: SinkKind,
+    /// Only streams of these categories [default: all].
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Only events of these types [default: all].
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// What to do with an event that keeps failing: park it as a dead letter, or stop.
+    pub on_error: Option<OnError>,
+    /// At most this many events in one transaction of the sink [default: 1000].
+    pub batch_events_max: Option<usize>,
+    /// How long a batch that is not full waits for more events [default: 0].
+    pub batch_linger_ms: Option<u64>,
+}
+
+/// The built-in projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProjectionKind {
+    /// One row per stream: events applied, last version, type, position and time.
+    StreamSummary,
+}
+
+/// Where a projection's read model lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    #[default]
+    Sqlite,
+    Postgres,
+    Redis,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Sqlite => "sqlite",
+            SinkKind::Postgres => "postgres",
+            SinkKind::Redis => "redis",
+        }
+    }
+}
+
+/// The `[projection-sinks]` table: each sink's settings, used only when a projection uses it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectionSinksFileConfig {
+    /// The SQLite file [default: beside the data directory, `<data-dir>.projections.sqlite`];
+    /// never inside the data directory.
+    pub sqlite_path: Option<PathBuf>,
+    /// `postgres://user:password@host:port/dbname`; or `FACTLOG_PROJECTION_POSTGRES_URL`.
+    pub postgres_url: Option<Secret>,
+    /// The schema of the runtime's tables and the read models [default: public].
+    pub postgres_schema: Option<String>,
+    /// `redis://host:port/db`; or `FACTLOG_PROJECTION_REDIS_URL`.
+    pub redis_url: Option<Secret>,
+    /// What every key the sink writes starts with [default: factlog:].
+    pub redis_key_prefix: Option<String>,
 }
 
 /// Where commands run with `--server`.
@@ -52,12 +142,18 @@ pub struct ClientFileConfig {
 }
 
 impl FileConfig {
-    /// Reads `path`; a missing or malformed file is an error that names it.
+    /// Reads `path`; a missing or malformed file is an error that names it. A malformed file is
+    /// a usage error (exit 2), like a bad flag: the message names the line and the field.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read the configuration file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("the configuration file {} is invalid", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "the configuration file {} is invalid: {e}",
+                path.display()
+            ))
+            .into()
+        })
     }
 }
 
@@ -129,5 +225,41 @@ mod tests {
         assert_eq!(file.data_dir.unwrap(), PathBuf::from("/data"));
         assert_eq!(file.server.tokens.len(), 1);
         assert!(toml::from_str::<FileConfig>("unknown = 1").is_err());
+    }
+
+    #[test]
+    fn projections_parse_with_their_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[projections]]
+            name = "orders"
+            kind = "stream-summary"
+            categories = ["order"]
+            on-error = "stop"
+            batch-events-max = 10
+            [[projections]]
+            name = "all_streams"
+            kind = "stream-summary"
+            sink = "redis"
+            [projection-sinks]
+            redis-url = "redis://127.0.0.1:6379"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.projections.len(), 2);
+        assert_eq!(file.projections[0].sink, SinkKind::Sqlite);
+        assert_eq!(file.projections[0].on_error, Some(OnError::Stop));
+        assert_eq!(file.projections[1].sink, SinkKind::Redis);
+        assert!(file.projection_sinks.redis_url.is_some());
+        for bad in [
+            "[[projections]]\nname = \"a\"\nkind = \"nonsense\"",
+            "[[projections]]\nname = \"a\"",
+            "[[projections]]\nname = \"a\"\nkind = \"stream-summary\"\nsink = \"kafka\"",
+            "[[projections]]\nname = \"a\"\nkind = \"stream-summary\"\non-error = \"retry\"",
+            "[[projections]]\nname = \"a\"\nkind = \"stream-summary\"\ncolour = 1",
+            "[projection-sinks]\nmongo-url = \"x\"",
+        ] {
+            assert!(toml::from_str::<FileConfig>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -75,6 +75,9 @@ enum Command {
     Backup(cmd::backup::Args),
     /// Restore a backup of `factlog backup` into --data-dir, which must not exist or be empty.
     Restore(cmd::restore::Args),
+    /// The projections of a running server: list, status, pause, resume, reset, rebuild and
+    /// dead letters (with --server).
+    Projections(cmd::projections::Args),
     /// Measure the embedded store against its performance targets (in a temporary directory).
     Bench(cmd::bench::Args),
     /// The process `factlog bench` starts and kills; not for direct use.
@@ -155,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => cmd::import::run(&target, args, &mut out).await?,
         Command::Backup(args) => cmd::backup::run(&target, args, &mut out).await?,
         Command::Restore(args) => cmd::restore::run(&target, args, &mut out)?,
+        Command::Projections(args) => cmd::projections::run(&target, args, &mut out).await?,
         Command::Bench(args) => cmd::bench::run(&dir, args, &mut out).await?,
         Command::BenchChild(args) => cmd::bench::run_child(args, &mut out).await?,
     }
@@ -225,6 +229,12 @@ fn add_error_details(error: &anyhow::Error, object: &mut serde_json::Value) {
         error.downcast_ref::<factlog_log::OpenError>()
     {
         json!({"kind": "corrupt", "file": file, "offset": offset})
+    } else if let Some(problem) = error
+        .downcast_ref::<factlog_client::ProjectionError>()
+        .and_then(factlog_client::ProjectionError::problem)
+    {
+        // The server's problem document, for scripts to tell cases apart by its type.
+        json!({"problem": problem})
     } else {
         return;
     };

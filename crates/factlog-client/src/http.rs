@@ -125,6 +125,28 @@ impl Http {
         self.call(Method::POST, url, Some(body), header).await
     }
 
+    /// `POST url` without a body, answered with JSON.
+    pub(crate) async fn post_empty<T: DeserializeOwned>(&self, url: Url) -> Result<T, Failure> {
+        self.call(Method::POST, url, None, None).await
+    }
+
+    /// `POST url` without a body, answered with JSON or with `204 No Content` (`None`).
+    pub(crate) async fn post_empty_optional<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<Option<T>, Failure> {
+        let (request, status, body) = self.send(Method::POST, url, None, None).await?;
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| Failure::Body {
+                request,
+                reason: e.to_string(),
+            })
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -132,6 +154,21 @@ impl Http {
         body: Option<Vec<u8>>,
         header: Option<(HeaderName, HeaderValue)>,
     ) -> Result<T, Failure> {
+        let (request, _, body) = self.send(method, url, body, header).await?;
+        serde_json::from_slice(&body).map_err(|e| Failure::Body {
+            request,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends one request; returns the request (for messages), the success status and the body.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        header: Option<(HeaderName, HeaderValue)>,
+    ) -> Result<(String, reqwest::StatusCode, bytes::Bytes), Failure> {
         self.handshakes_done().await;
         let request = format!("{method} {url}");
         let mut builder = self
@@ -157,10 +194,7 @@ impl Http {
         if !status.is_success() {
             return Err(Failure::from_answer(request, status.as_u16(), &body));
         }
-        serde_json::from_slice(&body).map_err(|e| Failure::Body {
-            request,
-            reason: e.to_string(),
-        })
+        Ok((request, status, body))
     }
 
     /// Opens a Server-Sent Events stream: `GET url`, resuming after `last_event_id` when given.

@@ -25,6 +25,9 @@
 //! `unauthorized`, `forbidden`, a bug) is `Backend` with a message naming the request and the
 //! server's detail.
 //!
+//! [`ProjectionsClient`] (from [`HttpStore::projections`]) lists and controls the projections the
+//! server runs: status, pause and resume, reset, rebuild, dead letters.
+//!
 //! Subscriptions read Server-Sent Events and resume by themselves when the connection drops
 //! (`Last-Event-ID`, up to [`RECONNECT_ATTEMPTS_MAX_DEFAULT`] attempts in a row), with no gap and
 //! no duplicate.
@@ -39,11 +42,13 @@
 mod error;
 mod failure;
 mod http;
+mod projections;
 mod sse;
 mod store;
 mod subscription;
 
 pub use error::ClientError;
+pub use projections::{ProjectionError, ProjectionsClient};
 pub use store::{
     HttpStore, HttpStoreBuilder, PAGE_EVENTS_MAX, PAGE_STREAMS_MAX, RECONNECT_ATTEMPTS_MAX_DEFAULT,
     SUBSCRIPTION_IDLE_TIMEOUT_DEFAULT, TIMEOUT_DEFAULT,

@@ -46,7 +46,7 @@ pub const RECONNECT_ATTEMPTS_MAX_DEFAULT: u32 = 10;
 /// Cloning is cheap and shares the connection pool.
 #[derive(Clone)]
 pub struct HttpStore {
-    http: Arc<Http>,
+    pub(crate) http: Arc<Http>,
     /// How the server's `$all` is ordered. `Total` (the embedded store behind today's server)
     /// from construction; kept as a field so that a server that says otherwise can set it.
     ordering: Ordering,

@@ -562,6 +562,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             }
             Control::Pause(reply) => {
                 let result = self.set_paused(true).await;
+                self.publish();
                 let _ = reply.send(result);
             }
             Control::Resume(reply) => {
@@ -570,6 +571,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                     self.stopped = false;
                     self.status.lock().last_error = None;
                 }
+                self.publish();
                 let _ = reply.send(result);
             }
             Control::Reset {
@@ -578,10 +580,12 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                 reply,
             } => {
                 let result = self.reset(target, execute).await;
+                self.publish();
                 let _ = reply.send(result);
             }
             Control::Rebuild(reply) => {
                 let result = self.rebuild().await;
+                self.publish();
                 let _ = reply.send(result);
             }
             Control::DeadLetters(reply) => {
@@ -595,6 +599,9 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             Control::Retry(id, reply) => {
                 let result = self.retry(id).await;
                 let _ = reply.send(result);
+            }
+            Control::Skip(id, reply) if !dead_letter_id_fits(id) => {
+                let _ = reply.send(Err(ControlError::DeadLetterNotFound(id)));
             }
             Control::Skip(id, reply) => {
                 let result = self
@@ -688,6 +695,9 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
     }
 
     async fn retry(&mut self, id: u64) -> Result<(), ControlError> {
+        if !dead_letter_id_fits(id) {
+            return Err(ControlError::DeadLetterNotFound(id));
+        }
         let name = self.options.name.clone();
         let dead_letter: DeadLetter = self
             .sink
@@ -819,6 +829,11 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             attempt,
         )
     }
+}
+
+/// Sinks number dead letters from 1 in a signed 64-bit column: a larger id names none.
+fn dead_letter_id_fits(id: u64) -> bool {
+    i64::try_from(id).is_ok()
 }
 
 /// Exponential backoff with full jitter: a random wait up to `initial * 2^(attempt - 1)`,

@@ -248,8 +248,12 @@ async fn a_poison_event_is_parked_and_can_be_retried_or_skipped() {
         matches!(error, ControlError::DeadLetterNotParked { .. }),
         "{error:?}"
     );
-    let error = handle.skip_dead_letter(99).await.unwrap_err();
-    assert_eq!(error, ControlError::DeadLetterNotFound(99));
+    for id in [99, u64::MAX] {
+        let error = handle.skip_dead_letter(id).await.unwrap_err();
+        assert_eq!(error, ControlError::DeadLetterNotFound(id));
+        let error = handle.retry_dead_letter(id).await.unwrap_err();
+        assert_eq!(error, ControlError::DeadLetterNotFound(id));
+    }
     projections.stop().await;
 }
 

@@ -21,11 +21,12 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Reads, subscriptions, metrics.
+    /// Reads, subscriptions, metrics, and the projections' status and dead letters.
     Read,
     /// Appends, and everything `read` may do.
     Write,
-    /// Administration (`/admin/...`), and everything `write` may do.
+    /// Administration (`/admin/...`, and controlling projections), and everything `write` may
+    /// do.
     Admin,
 }
 
@@ -60,6 +61,15 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     }
     if path == "/admin" || path.starts_with("/admin/") {
         return Some(Role::Admin);
+    }
+    // Projections: anyone who reads may look; controlling them (pause, reset, rebuild, dead
+    // letters) is administration.
+    if path == "/projections" || path.starts_with("/projections/") {
+        return Some(if *method == Method::GET || *method == Method::HEAD {
+            Role::Read
+        } else {
+            Role::Admin
+        });
     }
     if *method == Method::GET || *method == Method::HEAD {
         Some(Role::Read)
@@ -158,6 +168,30 @@ mod tests {
             Some(Role::Admin)
         );
         assert_eq!(required_role(&Method::GET, "/administer"), Some(Role::Read));
+        assert_eq!(
+            required_role(&Method::GET, "/projections"),
+            Some(Role::Read)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/projections/p/dead-letters"),
+            Some(Role::Read)
+        );
+        for path in [
+            "/projections/p/pause",
+            "/projections/p/reset",
+            "/projections/p/rebuild",
+            "/projections/p/dead-letters/1/retry",
+        ] {
+            assert_eq!(
+                required_role(&Method::POST, path),
+                Some(Role::Admin),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            required_role(&Method::POST, "/projectionsx"),
+            Some(Role::Write)
+        );
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! The routes, their inputs and their errors are described in `docs/http-api.md` and in the
 //! OpenAPI document the server generates from its handlers (`GET /openapi.json`).
 //!
+//! Projections (`factlog-projection`) started over the same store are served too, with
+//! [`Backend::with_projections`]: listed and controlled at `/projections/...`, measured in
+//! `/metrics`, and stopped by [`Server::shutdown`] before the caller closes the store.
+//!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use std::sync::Arc;
@@ -25,6 +29,7 @@ pub mod config;
 mod error;
 mod metrics;
 mod openapi;
+mod projections;
 mod routes;
 mod serve;
 mod sse;
@@ -38,6 +43,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use factlog_api::ProblemKind;
 use factlog_log::EmbeddedStore;
+use factlog_projection::Projections;
 use factlog_store::EventStore;
 use tokio::sync::watch;
 use utoipa::OpenApi;
@@ -49,18 +55,22 @@ pub use config::{Config, FileConfig, Secret, TlsConfig, TokenConfig};
 pub use error::ApiError;
 pub use serve::{Server, StartError};
 
-/// The store the server serves.
+/// The store the server serves, and the projections it runs over it.
 #[derive(Clone)]
 pub struct Backend {
     store: Arc<dyn EventStore>,
     /// The embedded engine, when that is the store: its statistics feed metrics and readiness.
     embedded: Option<Arc<EmbeddedStore>>,
+    /// Projections to list, control (`/projections/...`) and measure; stopped when the server
+    /// shuts down.
+    projections: Option<Projections>,
 }
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
             .field("embedded", &self.embedded.is_some())
+            .field("projections", &self.projections.is_some())
             .finish()
     }
 }
@@ -71,6 +81,7 @@ impl Backend {
         Self {
             store: store.clone(),
             embedded: Some(store),
+            projections: None,
         }
     }
 
@@ -79,7 +90,15 @@ impl Backend {
         Self {
             store,
             embedded: None,
+            projections: None,
         }
+    }
+
+    /// Serves `projections` (started by the caller over this store) at `/projections/...` and in
+    /// the metrics. [`Server::shutdown`] stops them, before the caller closes the store.
+    pub fn with_projections(mut self, projections: Projections) -> Self {
+        self.projections = Some(projections);
+        self
     }
 }
 
@@ -88,6 +107,8 @@ impl Backend {
 pub struct AppState {
     store: Arc<dyn EventStore>,
     embedded: Option<Arc<EmbeddedStore>>,
+    /// The projections the server runs, when it runs any.
+    projections: Option<Projections>,
     metrics: Arc<metrics::Metrics>,
     tokens: Arc<auth::Tokens>,
     config: Arc<Config>,
@@ -127,6 +148,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::admin_stats))
         .routes(routes!(routes::admin_backup))
+        .routes(routes!(projections::list))
+        .routes(routes!(projections::status))
+        .routes(routes!(projections::pause))
+        .routes(routes!(projections::resume))
+        .routes(routes!(projections::reset))
+        .routes(routes!(projections::rebuild))
+        .routes(routes!(projections::dead_letters))
+        .routes(routes!(projections::retry_dead_letter))
+        .routes(routes!(projections::skip_dead_letter))
 }
 
 /// The whole application: routes, `/openapi.json`, problem answers for unknown routes and

@@ -3,7 +3,9 @@
 //! What the server measures itself (requests, appends and their latency, errors by kind,
 //! subscribers and their lag) lives in `prometheus-client` metrics; what the embedded engine
 //! counts (events and bytes written, fsyncs and their latency) is read from its `Stats` at each
-//! scrape by [`EngineCollector`], so the two can never disagree.
+//! scrape by [`EngineCollector`], so the two can never disagree. The projections' gauges and
+//! counters (`factlog_projection_*`, labelled `projection`) are read from their statuses at each
+//! scrape too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use factlog_api::ProblemKind;
 use factlog_log::{EmbeddedStore, FSYNC_BUCKETS_SECONDS};
+use factlog_projection::{Projections, ProjectionsCollector};
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -55,7 +58,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(embedded: Option<Arc<EmbeddedStore>>) -> Self {
+    pub fn new(embedded: Option<Arc<EmbeddedStore>>, projections: Option<Projections>) -> Self {
         let mut registry = Registry::with_prefix("factlog");
         let appends = Counter::default();
         registry.register(
@@ -93,6 +96,9 @@ impl Metrics {
         );
         if let Some(store) = embedded {
             registry.register_collector(Box::new(EngineCollector { store }));
+        }
+        if let Some(projections) = projections {
+            registry.register_collector(Box::new(ProjectionsCollector::new(projections)));
         }
         Self {
             registry,

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "all", description = "Reads of every event of the store, in order"),
         (name = "subscriptions", description = "Catch-up then live subscriptions (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics and administration"),
+        (name = "projections", description = "The projections the server runs: status, pause and resume, reset, rebuild, dead letters"),
     )
 )]
 pub struct ApiDoc;
@@ -128,4 +129,74 @@ pub enum AppendErrors {
     /// `disk-full`.
     #[response(status = 507, content_type = "application/problem+json")]
     DiskFull(Problem),
+}
+
+/// The errors of the projection routes that only read.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ProjectionReadErrors {
+    /// `invalid-parameter`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// `unauthorized`.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// `forbidden`.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// `projection-not-found`: the server runs no projection of this name.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// `timeout`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
+    /// `projection-failed` (the sink failed) or `internal`.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+    /// `projection-unavailable` (with `reason`: `starting`, `busy`, `not-running`,
+    /// `sink-unavailable`) or `unavailable`.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// The errors of the routes that control a projection. Nothing changes in any of these cases.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ProjectionControlErrors {
+    /// `malformed-body`, `invalid-parameter`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// `unauthorized`.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// `forbidden`: controlling projections needs the admin role.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// `projection-not-found`, `dead-letter-not-found`.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// `timeout`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
+    /// `projection-conflict`, with `reason`: `rebuilding`, `already-rebuilding`, `not-parked`,
+    /// `not-live-generation`, `event-gone`, `fenced`.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// `body-too-large`.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// `unsupported-media-type`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// `invalid-reset` (with `reason`: `invalid-value`, `past-end`, `no-such-position`), or
+    /// `retry-failed`.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+    /// `projection-failed` (the sink failed) or `internal`.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+    /// `projection-unavailable` (with `reason`: `starting`, `busy`, `not-running`,
+    /// `sink-unavailable`) or `unavailable`.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }

@@ -2,9 +2,9 @@
 //! graceful shutdown.
 //!
 //! Shutdown: stop accepting, end every live subscription, let requests in flight finish (an
-//! append in flight is answered once it is durable), close idle keep-alive connections, and
-//! return; the caller then closes the store (which syncs). Requests still running after
-//! `shutdown_timeout` are cut off.
+//! append in flight is answered once it is durable), close idle keep-alive connections, stop the
+//! projections after their batches in progress, and return; the caller then closes the store
+//! (which syncs). Requests still running after `shutdown_timeout` are cut off.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +61,7 @@ pub struct Server {
     tls: bool,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    projections: Option<factlog_projection::Projections>,
 }
 
 impl Server {
@@ -87,10 +88,15 @@ impl Server {
             source,
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let projections = backend.projections;
         let state = AppState {
             store: backend.store,
-            metrics: Arc::new(metrics::Metrics::new(backend.embedded.clone())),
+            metrics: Arc::new(metrics::Metrics::new(
+                backend.embedded.clone(),
+                projections.clone(),
+            )),
             embedded: backend.embedded,
+            projections: projections.clone(),
             tokens: Arc::new(auth::Tokens::new(config.tokens.clone())),
             config: Arc::new(config),
             event_json: Arc::new(crate::sse::EventJsonCache::new(4096)),
@@ -103,6 +109,7 @@ impl Server {
             tls,
             shutdown,
             task,
+            projections,
         })
     }
 
@@ -117,11 +124,16 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
-    /// Shuts down gracefully (see the module docs) and returns once every connection is closed.
+    /// Shuts down gracefully (see the module docs) and returns once every connection is closed
+    /// and the projections (if any) have stopped after their batches in progress, so that the
+    /// caller can close the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the server task failed");
+        }
+        if let Some(projections) = self.projections {
+            projections.stop().await;
         }
     }
 }

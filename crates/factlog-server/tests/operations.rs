@@ -164,6 +164,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/admin/stats"),
     ("post", "/admin/backup"),
+    ("get", "/projections"),
+    ("get", "/projections/{name}"),
+    ("post", "/projections/{name}/pause"),
+    ("post", "/projections/{name}/resume"),
+    ("post", "/projections/{name}/reset"),
+    ("post", "/projections/{name}/rebuild"),
+    ("get", "/projections/{name}/dead-letters"),
+    ("post", "/projections/{name}/dead-letters/{id}/retry"),
+    ("post", "/projections/{name}/dead-letters/{id}/skip"),
 ];
 
 #[tokio::test]
@@ -207,7 +216,9 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
         let concrete = path
             .replace("{stream}", "doc-1")
             .replace("{version}", "0")
-            .replace("{eventId}", "0190a5a0-0000-7000-8000-000000000d0c");
+            .replace("{eventId}", "0190a5a0-0000-7000-8000-000000000d0c")
+            .replace("{name}", "doc")
+            .replace("{id}", "1");
         let response = t
             .http
             .request(method.to_uppercase().parse().unwrap(), t.url(&concrete))

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod export;
 pub mod import;
 pub mod info;
+pub mod projections;
 pub mod read;
 pub mod restore;
 pub mod serve;

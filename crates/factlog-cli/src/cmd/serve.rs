@@ -2,7 +2,12 @@
 //!
 //! Prints one line with the URL once it listens (JSON with `--json`), then serves until SIGTERM
 //! or SIGINT, and shuts down gracefully: stop accepting, finish appends in flight, end live
-//! subscriptions, sync and close the store, exit 0.
+//! subscriptions, stop the projections, sync and close the store, exit 0.
+//!
+//! The projections of the configuration (`[[projections]]`, see [`projections`]) run in the
+//! same process, over the same store, and are served at `/projections/...`.
+
+mod projections;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use factlog_log::{EmbeddedStore, Options};
 use factlog_server::{Backend, Config, Server, TlsConfig};
+use factlog_store::EventStore;
 use serde_json::json;
 
 use crate::config::{FileConfig, parse_tokens};
@@ -21,8 +27,16 @@ use crate::output::Out;
 #[command(after_help = "\
 Tokens come from the configuration file ([[server.tokens]] with name, role and token) or from
 FACTLOG_TOKENS=\"role:token,name=role:token\", never from flags (they would show in `ps`). Roles:
-read (reads, subscriptions, metrics), write (also appends), admin (also /admin). Without tokens
-the server listens on loopback addresses only, unless --insecure.")]
+read (reads, subscriptions, metrics, projections' status), write (also appends), admin (also
+/admin and controlling projections). Without tokens the server listens on loopback addresses
+only, unless --insecure.
+
+Projections come from the configuration file: [[projections]] with name, kind = \"stream-summary\",
+table, sink = \"sqlite\" | \"postgres\" | \"redis\", categories, event-types, on-error = \"park\" |
+\"stop\", batch-events-max, batch-linger-ms; and [projection-sinks] with sqlite-path (default: the
+file <data-dir>.projections.sqlite beside the data directory), postgres-url, postgres-schema,
+redis-url, redis-key-prefix. The URLs may come from FACTLOG_PROJECTION_POSTGRES_URL and
+FACTLOG_PROJECTION_REDIS_URL instead. Control them with `factlog projections`.")]
 pub struct Args {
     /// The address to listen on [default: 127.0.0.1:4470].
     #[arg(long, env = "FACTLOG_LISTEN", value_name = "ADDR")]
@@ -66,6 +80,11 @@ pub struct Args {
     /// each; unset, backups over HTTP are off.
     #[arg(long, env = "FACTLOG_BACKUP_DIR", value_name = "DIR")]
     backup_dir: Option<PathBuf>,
+
+    /// The projections' SQLite file [default: <data-dir>.projections.sqlite, beside the data
+    /// directory].
+    #[arg(long, env = "FACTLOG_PROJECTION_SQLITE_PATH", value_name = "FILE")]
+    projection_sqlite_path: Option<PathBuf>,
 
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
@@ -134,8 +153,14 @@ pub fn server_config(args: &Args, file: &FileConfig) -> anyhow::Result<Config> {
 
 pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> anyhow::Result<()> {
     let config = server_config(&args, file)?;
+    let plan = projections::Plan::resolve(file, args.projection_sqlite_path.as_deref(), dir)?;
     if args.print_config {
-        let effective = json!({"data-dir": dir, "server": config});
+        let mut effective = json!({"data-dir": dir, "server": config});
+        if !plan.is_empty() {
+            let (projections, sinks) = plan.to_json();
+            effective["projections"] = projections;
+            effective["projection-sinks"] = sinks;
+        }
         if out.json() {
             out.json_line(&effective)?;
         } else {
@@ -150,10 +175,33 @@ pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> an
         EmbeddedStore::open(dir, Options::default())
             .with_context(|| format!("could not open the store in {}", dir.display()))?,
     );
-    let server = Server::start(config.clone(), Backend::embedded(store.clone())).await?;
+    let projections = match plan
+        .start_if_any(store.clone() as Arc<dyn EventStore>)
+        .await
+    {
+        Ok(projections) => projections,
+        Err(e) => {
+            close(&store).await?;
+            return Err(e);
+        }
+    };
+    let mut backend = Backend::embedded(store.clone());
+    if let Some(projections) = &projections {
+        backend = backend.with_projections(projections.clone());
+    }
+    let server = match Server::start(config.clone(), backend).await {
+        Ok(server) => server,
+        Err(e) => {
+            if let Some(projections) = &projections {
+                projections.stop().await;
+            }
+            close(&store).await?;
+            return Err(e.into());
+        }
+    };
     let url = server.url();
     if out.json() {
-        out.json_line(&json!({"listening": url, "dataDir": dir}))?;
+        out.json_line(&json!({"listening": url, "dataDir": dir, "projections": plan.names()}))?;
     } else {
         out.line(format!(
             "factlog serving {url} on the store in {} ({} events); stop with Ctrl-C",
@@ -163,20 +211,28 @@ pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> an
         if config.tokens.is_empty() {
             out.line("no tokens configured: requests need no token (loopback only)")?;
         }
+        for line in plan.describe() {
+            out.line(line)?;
+        }
     }
     out.flush()?;
     let signal = shutdown_signal().await?;
     tracing::info!(signal, "shutting down");
+    // Stops the projections too, before the store is closed.
     server.shutdown().await;
-    // Closing syncs what is written and saves the index, so the next start is quick.
-    let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .context("closing the store")?;
+    close(&store).await?;
     if !out.json() {
         out.line(format!("stopped on {signal}; the store is closed"))?;
     }
     Ok(())
+}
+
+/// Closes the store: syncs what is written and saves the index, so the next start is quick.
+async fn close(store: &Arc<EmbeddedStore>) -> anyhow::Result<()> {
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .context("closing the store")
 }
 
 /// TOML has no null: unset settings are left out.

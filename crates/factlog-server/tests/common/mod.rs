@@ -38,13 +38,22 @@ impl TestServer {
     }
 
     /// Always listens on 127.0.0.1 with a port of the kernel's choosing, whatever `config` says.
-    pub async fn with(mut config: Config, options: Options) -> Self {
-        config.listen = "127.0.0.1:0".parse().unwrap();
+    pub async fn with(config: Config, options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path(), options).unwrap());
-        let server = Server::start(config, Backend::embedded(store.clone()))
-            .await
-            .unwrap();
+        let backend = Backend::embedded(store.clone());
+        Self::with_backend(config, dir, store, backend).await
+    }
+
+    /// Serves `backend` (over `store`, in `dir`), such as one with projections.
+    pub async fn with_backend(
+        mut config: Config,
+        dir: tempfile::TempDir,
+        store: Arc<EmbeddedStore>,
+        backend: Backend,
+    ) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = Server::start(config, backend).await.unwrap();
         let url = server.url();
         Self {
             server: Some(server),
