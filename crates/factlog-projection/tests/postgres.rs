@@ -10,13 +10,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use common::{Row, TestStore, caught_up, eventually, model};
+use common::{Row, TestStore, caught_up, eventually, model, options};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, PostgresSink, PostgresUnit,
-    Projection, ProjectionName, ProjectionOptions, Projections, Sink, SinkError, State,
-    StreamSummary, Target,
+    Projection, ProjectionName, Projections, Sink, SinkError, State, StreamSummary, Target,
 };
 use factlog_store::{Position, RecordedEvent};
 use tokio_postgres::{Client, NoTls};
@@ -69,14 +67,6 @@ async fn sink(schema: &str) -> Arc<PostgresSink> {
             .await
             .expect("the sink connects"),
     )
-}
-
-fn options(name: &str) -> ProjectionOptions {
-    let mut options = ProjectionOptions::new(ProjectionName::new(name).unwrap());
-    options.backoff_initial = Duration::from_millis(1);
-    options.backoff_max = Duration::from_millis(5);
-    options.event_attempts_max = 3;
-    options
 }
 
 fn name() -> ProjectionName {

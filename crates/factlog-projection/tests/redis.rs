@@ -10,13 +10,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use common::{Row, TestStore, caught_up, eventually, model};
+use common::{Row, TestStore, caught_up, eventually, model, options};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, Projection, ProjectionName,
-    ProjectionOptions, Projections, RedisSink, RedisUnit, Sink, SinkError, State, StreamSummary,
-    Target,
+    Projections, RedisSink, RedisUnit, Sink, SinkError, State, StreamSummary, Target,
 };
 use factlog_store::{Position, RecordedEvent};
 use redis::aio::MultiplexedConnection;
@@ -37,14 +35,6 @@ fn prefix(test: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("factlog_test:{test}:{}:{nanos}:", std::process::id())
-}
-
-fn options(name: &str) -> ProjectionOptions {
-    let mut options = ProjectionOptions::new(ProjectionName::new(name).unwrap());
-    options.backoff_initial = Duration::from_millis(1);
-    options.backoff_max = Duration::from_millis(5);
-    options.event_attempts_max = 3;
-    options
 }
 
 fn summary() -> Arc<StreamSummary> {

@@ -9,21 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Row, TestStore, caught_up, eventually, model};
+use common::{Row, TestStore, caught_up, eventually, model, options};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, OnError, Projection,
-    ProjectionName, ProjectionOptions, Projections, ResetTarget, Sink, SinkError, SqliteSink,
-    SqliteUnit, State, StreamSummary, Target,
+    ProjectionName, Projections, ResetTarget, Sink, SinkError, SqliteSink, SqliteUnit, State,
+    StreamSummary, Target,
 };
 use factlog_store::{Position, RecordedEvent, Timestamp};
-
-fn options(name: &str) -> ProjectionOptions {
-    let mut options = ProjectionOptions::new(ProjectionName::new(name).unwrap());
-    options.backoff_initial = Duration::from_millis(1);
-    options.backoff_max = Duration::from_millis(5);
-    options.event_attempts_max = 3;
-    options
-}
 
 async fn sink(store: &TestStore) -> Arc<SqliteSink> {
     Arc::new(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use factlog_log::{EmbeddedStore, Options};
-use factlog_projection::{ProjectionHandle, Status};
+use factlog_projection::{ProjectionHandle, ProjectionName, ProjectionOptions, Status};
 use factlog_store::{
     EventStore, ExpectedVersion, NewEvent, Position, ReadAll, RecordedEvent, StreamName,
 };
@@ -104,6 +104,15 @@ pub fn model(
         row.last_position = event.position.raw() as i64;
     }
     rows
+}
+
+/// Options with short backoffs and 3 attempts per event, so failure paths run fast.
+pub fn options(name: &str) -> ProjectionOptions {
+    let mut options = ProjectionOptions::new(ProjectionName::new(name).unwrap());
+    options.backoff_initial = Duration::from_millis(1);
+    options.backoff_max = Duration::from_millis(5);
+    options.event_attempts_max = 3;
+    options
 }
 
 /// Polls `check` every 10 ms until it is true, failing after `secs` seconds with `what`.
