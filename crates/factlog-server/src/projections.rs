@@ -8,7 +8,6 @@
 //! `500`.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -31,10 +30,6 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::openapi::{ProjectionControlErrors, ProjectionReadErrors};
 use crate::routes::{JsonBody, PathParams};
-
-/// How long a pause or resume waits for the status to show the change (the runner publishes it
-/// right after it has answered).
-const SETTLE_MAX: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -100,8 +95,8 @@ pub async fn pause(
 ) -> Result<Json<ProjectionStatusJson>, ApiError> {
     let handle = find(&state, &name)?;
     ask(&state, &name, handle.pause()).await?;
-    let status = settled(&handle, |s| s.state == RunState::Paused).await;
-    Ok(Json(status_json(status)))
+    // The runner publishes its status before it answers, so this shows the pause.
+    Ok(Json(status_json(handle.status())))
 }
 
 /// Applies events again after a pause, or after a stop by an error (retrying the event).
@@ -122,11 +117,7 @@ pub async fn resume(
 ) -> Result<Json<ProjectionStatusJson>, ApiError> {
     let handle = find(&state, &name)?;
     ask(&state, &name, handle.resume()).await?;
-    let status = settled(&handle, |s| {
-        !matches!(s.state, RunState::Paused | RunState::Stopped)
-    })
-    .await;
-    Ok(Json(status_json(status)))
+    Ok(Json(status_json(handle.status())))
 }
 
 /// Plans a reset of the projection's checkpoint, like `kafka-consumer-groups --reset-offsets`,
@@ -293,18 +284,6 @@ async fn ask<T>(
     match tokio::time::timeout(limit, request).await {
         Ok(result) => result.map_err(|e| control_error(name, e)),
         Err(_) => Err(control_error(name, ControlError::Busy(limit))),
-    }
-}
-
-/// The status once `done` holds, or after [`SETTLE_MAX`].
-async fn settled(handle: &ProjectionHandle, done: impl Fn(&Status) -> bool) -> Status {
-    let deadline = Instant::now() + SETTLE_MAX;
-    loop {
-        let status = handle.status();
-        if done(&status) || Instant::now() >= deadline {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -720,7 +699,7 @@ mod tests {
             ProblemKind::ProjectionUnavailable
         );
         assert_eq!(
-            kind(ControlError::Busy(Duration::from_secs(1))),
+            kind(ControlError::Busy(std::time::Duration::from_secs(1))),
             ProblemKind::ProjectionUnavailable
         );
         assert_eq!(
