@@ -1,24 +1,47 @@
 #!/usr/bin/env bash
-# Gives a command real PostgreSQL and Redis servers for the tests, then takes them away:
+# Gives a command real servers for the tests and benchmarks, then takes them away:
 #
-#   scripts/services.sh run -- CMD ARGS...
+#   scripts/services.sh run [--with LIST] -- CMD ARGS...
 #
-# starts a throwaway PostgreSQL (database `factlog`, superuser `factlog`, trust auth) and Redis
-# (append-only file, no snapshots), each on a free port of 127.0.0.1 with its data in one
-# temporary directory, exports FACTLOG_TEST_POSTGRES_URL and FACTLOG_TEST_REDIS_URL, runs CMD,
-# stops both servers by the pids it started, removes the directory and exits with CMD's status.
-# A URL already set in the environment is reused and that server is not started. Servers
-# installed system-wide (Debian starts them on the default ports) are never used nor touched.
-# Needs the Debian packages postgresql and redis-server (scripts/setup.sh installs them).
+# LIST is a comma-separated choice of (default: postgres,redis):
+#   postgres      PostgreSQL (database `factlog`, superuser `factlog`, trust auth; fsync and
+#                 synchronous_commit on): FACTLOG_TEST_POSTGRES_URL
+#   redis         Redis, append-only file fsynced every second (`appendfsync everysec`), no
+#                 snapshots: FACTLOG_TEST_REDIS_URL
+#   redis-always  Redis with `appendfsync always` (fsync before each reply):
+#                 FACTLOG_TEST_REDIS_ALWAYS_URL
+#   nats          NATS with JetStream on file storage: FACTLOG_TEST_NATS_URL
+# Each runs on a free port of 127.0.0.1 with its data in one temporary directory. The script
+# exports the URLs, runs CMD, stops every server by the pid it started, removes the directory
+# and exits with CMD's status. A URL already set in the environment is reused and that server
+# is not started. Servers installed system-wide (Debian starts them on the default ports) are
+# never used nor touched. Needs the Debian packages postgresql, redis-server and nats-server
+# (scripts/setup.sh installs them).
 set -euo pipefail
 
-if [ "${1:-}" != run ] || [ "${2:-}" != -- ] || [ $# -lt 3 ]; then
-    echo "usage: $0 run -- CMD [ARGS...]" >&2
+usage() {
+    echo "usage: $0 run [--with postgres,redis,redis-always,nats] -- CMD [ARGS...]" >&2
     exit 2
+}
+[ "${1:-}" = run ] || usage
+shift
+services=postgres,redis
+if [ "${1:-}" = --with ]; then
+    [ $# -ge 2 ] || usage
+    services=$2
+    shift 2
 fi
-shift 2
+[ "${1:-}" = -- ] && [ $# -ge 2 ] || usage
+shift
+for service in ${services//,/ }; do
+    case $service in
+        postgres | redis | redis-always | nats) ;;
+        *) echo "services.sh: unknown service '$service'" >&2; usage ;;
+    esac
+done
+wanted() { [[ ",$services," == *",$1,"* ]]; }
 
-tmp="" pg_bin="" pg_data="" pg_user="" pg_pid="" redis_pid=""
+tmp="" pg_bin="" pg_data="" pg_user="" pg_pid="" server_pids=()
 
 cleanup() {
     set +e
@@ -26,7 +49,7 @@ cleanup() {
         as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w -t 30 stop >/dev/null 2>&1 \
             || { [ -z "$pg_pid" ] || kill -QUIT "$pg_pid" 2>/dev/null; }
     fi
-    if [ -n "$redis_pid" ]; then kill -TERM "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; fi
+    for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     [ -z "$tmp" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -83,6 +106,8 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 200
+fsync = on
+synchronous_commit = on
 EOF
     as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$dir/postgres.log" -w -t 30 start >/dev/null \
         || fail "PostgreSQL did not start" "$dir/postgres.log"
@@ -97,21 +122,56 @@ EOF
 
 redis_answers() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping)" = PONG ]; }
 
+# start_redis NAME FSYNC VARIABLE: a Redis whose append-only file is fsynced as FSYNC says
+# (everysec or always), its URL exported in VARIABLE.
 start_redis() {
     command -v redis-server >/dev/null || fail "no redis-server (run scripts/setup.sh)"
-    local dir=$tmp/redis port
+    local name=$1 fsync=$2 variable=$3 dir port pid
+    dir=$tmp/$name
     port=$(free_port)
     mkdir "$dir"
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly yes --appendfsync everysec \
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly yes --appendfsync "$fsync" \
         --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
-    redis_pid=$!
-    wait_until "$redis_pid" redis_answers "$port" || fail "Redis does not answer on 127.0.0.1:$port" "$dir/redis.log"
-    echo "services.sh: Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on 127.0.0.1:$port, pid $redis_pid, data $dir" >&2
-    export FACTLOG_TEST_REDIS_URL="redis://127.0.0.1:$port/"
+    pid=$!
+    server_pids+=("$pid")
+    wait_until "$pid" redis_answers "$port" || fail "Redis does not answer on 127.0.0.1:$port" "$dir/redis.log"
+    echo "services.sh: Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') (appendfsync $fsync) on 127.0.0.1:$port, pid $pid, data $dir" >&2
+    export "$variable=redis://127.0.0.1:$port/"
 }
 
-[ -n "${FACTLOG_TEST_POSTGRES_URL:-}" ] || start_postgres
-[ -n "${FACTLOG_TEST_REDIS_URL:-}" ] || start_redis
+nats_answers() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "http://127.0.0.1:$1/jsz"; }
+
+# NATS with JetStream on file storage. nats-server 2.9 (Debian 12) fsyncs its files on a timer
+# (two minutes), not before it acknowledges: the benchmark says so where it reports NATS.
+start_nats() {
+    command -v nats-server >/dev/null || fail "no nats-server (run scripts/setup.sh)"
+    local dir=$tmp/nats port monitor pid
+    port=$(free_port)
+    monitor=$(free_port)
+    mkdir "$dir"
+    cat >"$dir/nats.conf" <<EOF
+listen: 127.0.0.1:$port
+http: 127.0.0.1:$monitor
+jetstream {
+    store_dir: "$dir/jetstream"
+}
+EOF
+    nats-server -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
+    pid=$!
+    server_pids+=("$pid")
+    wait_until "$pid" nats_answers "$monitor" || fail "NATS does not answer on 127.0.0.1:$monitor" "$dir/nats.log"
+    echo "services.sh: NATS $(nats-server --version | sed 's/.*v//') with JetStream on 127.0.0.1:$port, pid $pid, data $dir" >&2
+    export FACTLOG_TEST_NATS_URL="nats://127.0.0.1:$port"
+}
+
+if wanted postgres && [ -z "${FACTLOG_TEST_POSTGRES_URL:-}" ]; then start_postgres; fi
+if wanted redis && [ -z "${FACTLOG_TEST_REDIS_URL:-}" ]; then
+    start_redis redis everysec FACTLOG_TEST_REDIS_URL
+fi
+if wanted redis-always && [ -z "${FACTLOG_TEST_REDIS_ALWAYS_URL:-}" ]; then
+    start_redis redis-always always FACTLOG_TEST_REDIS_ALWAYS_URL
+fi
+if wanted nats && [ -z "${FACTLOG_TEST_NATS_URL:-}" ]; then start_nats; fi
 
 status=0
 "$@" || status=$?

@@ -2,7 +2,9 @@
 # Runs the whole test suite, exactly as CI does: formatting, lints, every test of the workspace
 # (unit, conformance, crash, fault, recovery, property, HTTP and CLI tests) with throwaway
 # PostgreSQL and Redis servers started for them (scripts/services.sh), schemathesis against a
-# running server's OpenAPI document, and the fuzz target's build.
+# running server's OpenAPI document, a quick run of the comparison benchmark against real
+# PostgreSQL, Redis and NATS servers (scripts/bench-compare.sh --quick), and the fuzz target's
+# build.
 #
 # Environment:
 #   FACTLOG_CRASH_CYCLES  kill -9 cycles of the crash test (default 50)
@@ -24,6 +26,9 @@ scripts/services.sh run -- cargo test --workspace --locked
 
 step "schemathesis against /openapi.json"
 scripts/schemathesis.sh
+
+step "bench compare, quick: every store and workload of the comparison, with its checks"
+scripts/bench-compare.sh --quick >/dev/null
 
 step "fuzz target builds"
 cargo build --manifest-path fuzz/Cargo.toml --target-dir target/fuzz

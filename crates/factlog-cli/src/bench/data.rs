@@ -38,6 +38,11 @@ impl Payloads {
         NewEvent::new(self.event_type.clone(), self.content_type.clone(), data)
     }
 
+    /// The data of every payload of the pool.
+    pub fn data(&self) -> &[Bytes] {
+        &self.data
+    }
+
     /// `count` events starting with the `first`-th.
     pub fn events(&self, first: u64, count: u64) -> Vec<NewEvent> {
         (first..first + count).map(|n| self.event(n)).collect()

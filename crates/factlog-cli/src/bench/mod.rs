@@ -19,6 +19,7 @@
 //! its time budget says so.
 
 pub mod child;
+pub mod compare;
 mod data;
 mod http;
 mod report;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::bench::{self, Config, child::ChildMode};
 use crate::output::Out;
 
@@ -16,7 +18,11 @@ after a clean close and after kill -9. Each row shows the measured figure, its t
 
 The store goes in a temporary directory, removed afterwards: in --dir if given, else beside the
 data directory when it exists (to measure its disk), else in the system's temporary directory.")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+
     /// Events appended by each write scenario (b and c); each also stops at its time budget.
     /// Default 1,000,000 (10,000 with --quick).
     #[arg(long, value_name = "N")]
@@ -42,7 +48,77 @@ pub struct Args {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum BenchCommand {
+    /// Factlog against PostgreSQL, SQLite, Redis Streams and NATS JetStream on the same
+    /// workloads, in one run (scripts/bench-compare.sh starts the servers).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Every store runs the same workloads, one store after the other: read one stream, load an
+aggregate, read everything, a catch-up subscription, batched appends, 1/8/64 concurrent
+single-event appends (uniform and Zipf choice of stream) and appends with expected-version
+conflicts. Each workload prints one table with the ratio of Factlog to each store of the same
+durability. PostgreSQL, Redis and NATS are named by URL; scripts/bench-compare.sh starts
+throwaway servers on loopback and passes them. SQLite and Factlog run in a temporary directory.")]
+pub struct CompareArgs {
+    /// PostgreSQL to use as an event store (its `events` table is dropped and recreated).
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
+
+    /// Redis running with `appendfsync always` (the database is flushed).
+    #[arg(long, value_name = "URL")]
+    redis_always_url: Option<String>,
+
+    /// Redis running with `appendfsync everysec` (the database is flushed).
+    #[arg(long, value_name = "URL")]
+    redis_everysec_url: Option<String>,
+
+    /// NATS with JetStream (a stream FACTLOG_BENCH is deleted and recreated).
+    #[arg(long, value_name = "URL")]
+    nats_url: Option<String>,
+
+    /// Only these stores, comma-separated: factlog, factlog-http, postgres, sqlite,
+    /// redis-always, factlog-bulk, redis-everysec, nats.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    only: Vec<String>,
+
+    /// Fail when a store has no URL instead of leaving it out.
+    #[arg(long)]
+    require_all: bool,
+
+    /// Seconds each write workload runs [default: 5; 0.3 with --quick].
+    #[arg(long, value_name = "S")]
+    seconds: Option<f64>,
+
+    /// Streams of 100 events the read workloads read [default: 10,000; 40 with --quick].
+    #[arg(long, value_name = "N")]
+    read_streams: Option<u64>,
+
+    /// Small sizes: a smoke test in seconds (every check still runs), not a measurement.
+    #[arg(long)]
+    quick: bool,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
+
+    /// Write the report into this Markdown file (docs/benchmarks.md), between its
+    /// `factlog bench compare` markers.
+    #[arg(long, value_name = "FILE")]
+    write_docs: Option<PathBuf>,
+
+    /// Put the temporary directory (embedded stores, SQLite) in this directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 pub async fn run(data_dir: &Path, args: Args, out: &mut Out) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Compare(compare)) = args.command {
+        return run_compare(data_dir, compare, out).await;
+    }
     let mut config = if args.quick {
         Config::quick()
     } else {
@@ -77,4 +153,60 @@ pub struct ChildArgs {
 
 pub async fn run_child(args: ChildArgs, out: &mut Out) -> anyhow::Result<()> {
     bench::child::run(&args.dir, args.mode, out).await
+}
+
+async fn run_compare(data_dir: &Path, args: CompareArgs, out: &mut Out) -> anyhow::Result<()> {
+    use crate::bench::compare;
+    let mut config = if args.quick {
+        compare::Config::quick()
+    } else {
+        compare::Config::full()
+    };
+    if let Some(seconds) = args.seconds {
+        anyhow::ensure!(
+            seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0,
+            "--seconds must be above 0 and at most 3600"
+        );
+        config.budget = Duration::from_secs_f64(seconds);
+    }
+    if let Some(streams) = args.read_streams {
+        anyhow::ensure!(streams > 0, "--read-streams must be at least 1");
+        config.read_streams = streams;
+    }
+    let peers = compare::Peers {
+        postgres_url: args.postgres_url,
+        redis_always_url: args.redis_always_url,
+        redis_everysec_url: args.redis_everysec_url,
+        nats_url: args.nats_url,
+        factlog_exe: None,
+        only: args.only,
+        require_all: args.require_all,
+    };
+    // The script that starts the servers names itself; run directly, this command does.
+    let command = std::env::var("FACTLOG_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        format!("factlog {}", args.join(" "))
+    });
+    let base = match args.dir {
+        Some(dir) => dir,
+        None => bench::default_base_dir(data_dir),
+    };
+    let report = compare::run(config, peers, &base, command, out).await?;
+    if let Some(path) = &args.json_out {
+        let text = serde_json::to_string_pretty(&report.json())?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    if let Some(path) = &args.write_docs {
+        let doc = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        std::fs::write(path, compare::splice(&doc, &report.markdown()))
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    if out.json() {
+        out.json_line(&report.json())?;
+    } else {
+        out.line(report.markdown())?;
+    }
+    Ok(())
 }

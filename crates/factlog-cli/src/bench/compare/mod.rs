@@ -1,0 +1,401 @@
+//! `factlog bench compare`: Factlog against the stores users would choose instead, on the same
+//! workload, in the same run.
+//!
+//! The peers (see [`peers`]) are PostgreSQL and SQLite as event stores, Redis Streams with
+//! `appendfsync always` and `everysec`, and NATS JetStream; Factlog runs embedded (durable and
+//! in bulk-import mode) and over HTTP (`factlog serve` in its own process). PostgreSQL, Redis
+//! and NATS are servers the caller starts and names by URL (`scripts/bench-compare.sh` starts
+//! and stops them on loopback); a peer without URL is left out, and said so.
+//!
+//! Peers run one after the other, each on a fresh store, through the same workloads (see
+//! [`workloads`]): reads of one stream, aggregate loads, reading everything, a catch-up
+//! subscription, batched appends, concurrent single-event appends (1, 8 and 64 writers), and
+//! appends with expected-version conflicts. The report (see [`report`]) puts each workload in
+//! one table with the ratio of Factlog to each peer of the same durability.
+
+mod peers;
+mod report;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::data::Payloads;
+use crate::bench::scenarios;
+use crate::output::Out;
+use peers::factlog::FactlogPeer;
+use peers::nats::NatsPeer;
+use peers::postgres::PostgresPeer;
+use peers::redis_streams::RedisStreamsPeer;
+use peers::sqlite::SqlitePeer;
+use peers::{Durability, Peer};
+use report::{Measurement, PeerInfo};
+pub use report::{Report, splice};
+use workloads::{Choice, Data};
+
+/// Sizes and budgets of a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Streams of 100 events in the data set the read workloads read.
+    pub read_streams: u64,
+    /// Reads of the read-one-stream and aggregate-load workloads (each also stops at the budget).
+    pub stream_reads: usize,
+    /// Streams the write workloads choose from.
+    pub write_streams: u64,
+    /// Time each write workload runs.
+    pub budget: Duration,
+    /// Concurrent writers of the single-event workload, one run each.
+    pub writers: Vec<usize>,
+    pub quick: bool,
+}
+
+impl Config {
+    pub fn full() -> Self {
+        Self {
+            read_streams: 10_000,
+            stream_reads: 10_000,
+            write_streams: 10_000,
+            budget: Duration::from_secs(5),
+            writers: vec![1, 8, 64],
+            quick: false,
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            read_streams: 40,
+            stream_reads: 40,
+            write_streams: 1_000,
+            budget: Duration::from_millis(300),
+            writers: vec![1, 8, 64],
+            quick: true,
+        }
+    }
+
+    /// Events of the read data set.
+    pub fn read_events(&self) -> u64 {
+        self.read_streams * workloads::STREAM_EVENTS
+    }
+
+    fn sessions(&self) -> usize {
+        self.writers
+            .iter()
+            .copied()
+            .chain([workloads::CONFLICT_WRITERS, 8])
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// Where the peers are.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub postgres_url: Option<String>,
+    pub redis_always_url: Option<String>,
+    pub redis_everysec_url: Option<String>,
+    pub nats_url: Option<String>,
+    /// The `factlog` executable to run `serve` with (this one by default).
+    pub factlog_exe: Option<PathBuf>,
+    /// Only these peers (ids), when given.
+    pub only: Vec<String>,
+    /// Fail instead of leaving out a peer without URL.
+    pub require_all: bool,
+}
+
+/// The peers, in the order they run: id, label, durability.
+const PEERS: [(&str, &str, Durability); 8] = [
+    ("factlog", "Factlog embedded", Durability::Fsynced),
+    ("factlog-http", "Factlog over HTTP", Durability::Fsynced),
+    ("postgres", "PostgreSQL", Durability::Fsynced),
+    ("sqlite", "SQLite", Durability::Fsynced),
+    (
+        "redis-always",
+        "Redis Streams (always)",
+        Durability::Fsynced,
+    ),
+    (
+        "factlog-bulk",
+        "Factlog embedded, bulk",
+        Durability::NotFsynced,
+    ),
+    (
+        "redis-everysec",
+        "Redis Streams (everysec)",
+        Durability::NotFsynced,
+    ),
+    ("nats", "NATS JetStream", Durability::NotFsynced),
+];
+
+pub fn peer_ids() -> impl Iterator<Item = &'static str> {
+    PEERS.iter().map(|(id, _, _)| *id)
+}
+
+/// Runs the comparison in a temporary directory under `base`; the report.
+pub async fn run(
+    config: Config,
+    peers: Peers,
+    base: &Path,
+    command: String,
+    out: &mut Out,
+) -> anyhow::Result<Report> {
+    for id in &peers.only {
+        if !peer_ids().any(|known| known == id) {
+            bail!(
+                "unknown peer '{id}'; the peers are {}",
+                peer_ids().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    std::fs::create_dir_all(base)
+        .with_context(|| format!("could not create {}", base.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("factlog-compare-")
+        .tempdir_in(base)
+        .with_context(|| {
+            format!(
+                "could not create a temporary directory in {}",
+                base.display()
+            )
+        })?;
+    let show = !out.json();
+    let result = tokio::select! {
+        result = run_in(&config, &peers, dir.path(), command, show) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted by Ctrl-C; no results")),
+    };
+    let path = dir.path().display().to_string();
+    dir.close()
+        .with_context(|| format!("could not remove {path}; remove it by hand"))?;
+    result
+}
+
+fn progress(show: bool, message: &str) {
+    if show {
+        eprintln!("compare: {message}");
+    }
+}
+
+async fn run_in(
+    config: &Config,
+    peers: &Peers,
+    dir: &Path,
+    command: String,
+    show: bool,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(config, dir, command);
+    progress(show, "fsync latency of the disk");
+    let fsync = {
+        let dir = dir.to_path_buf();
+        let iterations = if config.quick { 20 } else { 200 };
+        let budget = Duration::from_secs(10);
+        tokio::task::spawn_blocking(move || scenarios::fsync_latency(&dir, iterations, budget))
+            .await
+            .context("the fsync probe panicked")??
+    };
+    report.set_fsync(&fsync);
+
+    let data = Arc::new(Data::new(Payloads::new().data().to_vec()));
+    for (id, label, durability) in PEERS {
+        if !peers.only.is_empty() && !peers.only.iter().any(|o| o == id) {
+            continue;
+        }
+        let peer = match open(id, config, peers, dir).await? {
+            Some(peer) => peer,
+            None if peers.require_all => {
+                bail!("no URL for the peer {id}: pass it (see --help), or leave it out with --only")
+            }
+            None => {
+                progress(show, &format!("{label}: left out (no URL given)"));
+                report.left_out(id, label);
+                continue;
+            }
+        };
+        let about = peer
+            .about()
+            .await
+            .with_context(|| format!("{label}: about"))?;
+        check_durability(id, durability, &about)?;
+        progress(show, &format!("{label}: {about}"));
+        report.peer(PeerInfo {
+            id,
+            label,
+            durability,
+            setting: about,
+        });
+        let result = measure(id, label, &peer, config, &data, &mut report, show).await;
+        let stopped = peer.shut_down().await;
+        result.context(label)?;
+        stopped.with_context(|| format!("{label}: shutting down"))?;
+    }
+    Ok(report)
+}
+
+/// Refuses a server whose settings are not those its place in the comparison says.
+fn check_durability(id: &str, durability: Durability, about: &str) -> anyhow::Result<()> {
+    let expected = match id {
+        "redis-always" => "appendfsync=always",
+        "redis-everysec" => "appendfsync=everysec",
+        "postgres" => "synchronous_commit=on",
+        _ => return Ok(()),
+    };
+    if !about.contains(expected) {
+        bail!(
+            "the {id} server does not run with {expected} ({about}); it would be compared as \
+             '{}' without being so",
+            durability.label()
+        );
+    }
+    Ok(())
+}
+
+/// Opens (connects to) one peer; `None` when it has no URL.
+async fn open(
+    id: &str,
+    config: &Config,
+    peers: &Peers,
+    dir: &Path,
+) -> anyhow::Result<Option<Arc<dyn Peer>>> {
+    let sessions = config.sessions();
+    let peer: Arc<dyn Peer> = match id {
+        "factlog" => Arc::new(FactlogPeer::embedded(&dir.join("factlog"), true)?),
+        "factlog-bulk" => Arc::new(FactlogPeer::embedded(&dir.join("factlog-bulk"), false)?),
+        "factlog-http" => {
+            let exe = match &peers.factlog_exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe().context("where is this factlog executable?")?,
+            };
+            Arc::new(FactlogPeer::server(&exe, &dir.join("factlog-http")).await?)
+        }
+        "sqlite" => Arc::new(SqlitePeer::open(&dir.join("sqlite.db"), sessions)?),
+        "postgres" => match &peers.postgres_url {
+            Some(url) => Arc::new(PostgresPeer::connect(url, sessions).await?),
+            None => return Ok(None),
+        },
+        "redis-always" => match &peers.redis_always_url {
+            Some(url) => Arc::new(RedisStreamsPeer::connect(url).await?),
+            None => return Ok(None),
+        },
+        "redis-everysec" => match &peers.redis_everysec_url {
+            Some(url) => Arc::new(RedisStreamsPeer::connect(url).await?),
+            None => return Ok(None),
+        },
+        "nats" => match &peers.nats_url {
+            Some(url) => Arc::new(NatsPeer::connect(url).await?),
+            None => return Ok(None),
+        },
+        other => bail!("unknown peer {other}"),
+    };
+    Ok(Some(peer))
+}
+
+/// Runs every workload on one peer, then checks that everything written is there.
+async fn measure(
+    id: &'static str,
+    label: &str,
+    peer: &Arc<dyn Peer>,
+    config: &Config,
+    data: &Arc<Data>,
+    report: &mut Report,
+    show: bool,
+) -> anyhow::Result<()> {
+    peer.reset().await.context("reset")?;
+    let step = |what: &str| progress(show, &format!("{label}: {what}"));
+    let mut record = |workload: report::Workload, sample: workloads::Sample| {
+        report.push(Measurement {
+            workload,
+            peer: id,
+            sample,
+        });
+    };
+    let read_budget = if config.quick {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(30)
+    };
+
+    step(&format!(
+        "writing the read data set ({} streams of {} events)",
+        config.read_streams,
+        workloads::STREAM_EVENTS
+    ));
+    let started = Instant::now();
+    workloads::populate(peer, data, config.read_streams).await?;
+    step(&format!(
+        "written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let mut stored = config.read_events();
+
+    step("read one stream");
+    let sample = workloads::read_streams(
+        peer,
+        config.read_streams,
+        config.stream_reads,
+        false,
+        read_budget,
+    )
+    .await?;
+    record(report::Workload::ReadStream, sample);
+    step("aggregate load");
+    let sample = workloads::read_streams(
+        peer,
+        config.read_streams,
+        config.stream_reads,
+        true,
+        read_budget,
+    )
+    .await?;
+    record(report::Workload::AggregateLoad, sample);
+    step("read everything");
+    record(
+        report::Workload::ReadAll,
+        workloads::read_all(peer, stored).await?,
+    );
+    step("catch-up subscription");
+    record(
+        report::Workload::CatchUp,
+        workloads::catch_up(peer, stored).await?,
+    );
+
+    for choice in [Choice::Uniform, Choice::Zipf] {
+        step(&format!("batched appends, {}", choice.label()));
+        let sample =
+            workloads::batched(peer, data, choice, config.write_streams, config.budget).await?;
+        stored += sample.events;
+        record(report::Workload::Batched(choice), sample);
+    }
+    for &writers in &config.writers {
+        for choice in [Choice::Uniform, Choice::Zipf] {
+            step(&format!(
+                "concurrent writers: {writers}, {}",
+                choice.label()
+            ));
+            let sample = workloads::concurrent(
+                peer,
+                data,
+                writers,
+                choice,
+                config.write_streams,
+                config.budget,
+            )
+            .await?;
+            stored += sample.events;
+            record(report::Workload::Concurrent(writers, choice), sample);
+        }
+    }
+    step("appends with expected-version conflicts");
+    let sample = workloads::conflicts(peer, data, config.budget).await?;
+    stored += sample.events;
+    record(report::Workload::Conflicts, sample);
+
+    step("checking that every acknowledged event is stored");
+    let mut count = 0u64;
+    let read = peer.read_all(&mut |_| count += 1).await?;
+    if read != stored {
+        bail!("{read} events are stored, {stored} appends were acknowledged");
+    }
+    report.verified(id, stored);
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The stores of the comparison, behind one small interface: append with an optional
+//! expected version, read one stream, read everything, and a catch-up subscription.
+//!
+//! Every peer stores the same events (256 bytes of JSON data, a type, an id) and offers the
+//! same promise on append: all events of one call or none, and with an expectation, at most one
+//! of several racing writers wins. How each gets there is described in its module.
+
+pub mod factlog;
+pub mod nats;
+pub mod postgres;
+pub mod redis_streams;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+/// What a peer has acknowledged when it answers an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// The events were on disk (fsync or equal) before the answer.
+    Fsynced,
+    /// The events were written to the operating system (or the server's memory) before the
+    /// answer and reach the disk later: a crash of the machine can lose acknowledged events.
+    NotFsynced,
+}
+
+impl Durability {
+    pub fn label(self) -> &'static str {
+        match self {
+            Durability::Fsynced => "fsync before ack",
+            Durability::NotFsynced => "ack before fsync",
+        }
+    }
+}
+
+/// The stream state an append expects. Versions here count events: `Exact(0)` is a stream with
+/// no events, `Exact(n)` one holding `n` events, except where a peer says its token is
+/// something else (NATS: the stream's last sequence on the subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    Exact(u64),
+}
+
+/// How an append ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored; the token to expect next.
+    Done { next: u64 },
+    /// The expectation did not hold: nothing was stored.
+    Conflict,
+}
+
+/// One store measured by the suite.
+#[async_trait]
+pub trait Peer: Send + Sync + 'static {
+    /// The peer's version and durability settings, read from it.
+    async fn about(&self) -> anyhow::Result<String>;
+
+    /// Drops what earlier runs left (tables, keys, streams) and prepares an empty store.
+    async fn reset(&self) -> anyhow::Result<()>;
+
+    /// Appends `events` (their data) to `stream`, all or none. `session` (below the number of
+    /// sessions the peer was made with) picks the connection, so concurrent writers each have
+    /// their own where the peer's clients work that way.
+    async fn append(
+        &self,
+        session: usize,
+        stream: &str,
+        expect: Expect,
+        events: &[Bytes],
+    ) -> anyhow::Result<Appended>;
+
+    /// The token an append to `stream` would have to expect now.
+    async fn current(&self, session: usize, stream: &str) -> anyhow::Result<u64>;
+
+    /// Every event of one stream, in order: their data.
+    async fn read_stream(&self, session: usize, stream: &str) -> anyhow::Result<Vec<Bytes>>;
+
+    /// Reads every event of the store in order, a page at a time, handing each event's data
+    /// to `visit`; the number of events read.
+    async fn read_all(
+        &self,
+        visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
+    ) -> anyhow::Result<u64>;
+
+    /// Subscribes from the start with the peer's own subscription mechanism and receives the
+    /// first `count` events; the number received (less only if the subscription ended).
+    async fn catch_up(
+        &self,
+        count: u64,
+        visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
+    ) -> anyhow::Result<u64>;
+
+    /// Stops what the peer started (servers of its own); the default has nothing to stop.
+    async fn shut_down(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// An id for one event, as the peers that store ids want it.
+pub fn event_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+/// The type every event of the benchmark has.
+pub const EVENT_TYPE: &str = "MoneyDeposited";
