@@ -2,7 +2,8 @@
 # Installs what building and testing Factlog needs on a fresh machine, and does nothing where it
 # is already there. Rust (cargo, rustfmt, clippy) comes with the toolchain; a C/C++ compiler builds
 # the fuzz target's libFuzzer; Python with venv runs schemathesis (installed from PyPI by
-# scripts/schemathesis.sh); PostgreSQL and Redis serve the tests (started by scripts/services.sh).
+# scripts/schemathesis.sh); PostgreSQL and Redis serve the tests (started by scripts/services.sh);
+# NATS (JetStream) is one of the peers of the comparison benchmark (scripts/bench-compare.sh).
 set -euo pipefail
 
 need_apt=()
@@ -13,6 +14,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nats-server >/dev/null || need_apt+=(nats-server)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]} from Debian's packages"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
