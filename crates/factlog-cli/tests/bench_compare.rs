@@ -155,6 +155,7 @@ fn bad_arguments_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     for (args, message) in [
         (&["--only", "mysql"][..], "unknown peer 'mysql'"),
+        (&["--workloads", "scan"][..], "unknown workload 'scan'"),
         (&["--seconds", "0"][..], "--seconds must be above 0"),
         (
             &["--read-streams", "0"][..],

@@ -85,6 +85,11 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     only: Vec<String>,
 
+    /// Only these workloads, comma-separated: read-stream, aggregate-load, read-all,
+    /// catch-up, batched-uniform, batched-zipf, concurrent-{1,8,64}-{uniform,zipf}, conflicts.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    workloads: Vec<String>,
+
     /// Fail when a store has no URL instead of leaving it out.
     #[arg(long)]
     require_all: bool,
@@ -169,6 +174,7 @@ async fn run_compare(data_dir: &Path, args: CompareArgs, out: &mut Out) -> anyho
         );
         config.budget = Duration::from_secs_f64(seconds);
     }
+    config.only_workloads = args.workloads;
     if let Some(streams) = args.read_streams {
         anyhow::ensure!(streams > 0, "--read-streams must be at least 1");
         config.read_streams = streams;

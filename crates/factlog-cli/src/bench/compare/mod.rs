@@ -32,6 +32,7 @@ use peers::postgres::PostgresPeer;
 use peers::redis_streams::RedisStreamsPeer;
 use peers::sqlite::SqlitePeer;
 use peers::{Durability, Peer};
+use report::Workload;
 use report::{Measurement, PeerInfo};
 pub use report::{Report, splice};
 use workloads::{Choice, Data};
@@ -49,6 +50,8 @@ pub struct Config {
     pub budget: Duration,
     /// Concurrent writers of the single-event workload, one run each.
     pub writers: Vec<usize>,
+    /// Only the workloads with these ids, when given.
+    pub only_workloads: Vec<String>,
     pub quick: bool,
 }
 
@@ -60,6 +63,7 @@ impl Config {
             write_streams: 10_000,
             budget: Duration::from_secs(5),
             writers: vec![1, 8, 64],
+            only_workloads: Vec::new(),
             quick: false,
         }
     }
@@ -71,6 +75,7 @@ impl Config {
             write_streams: 1_000,
             budget: Duration::from_millis(300),
             writers: vec![1, 8, 64],
+            only_workloads: Vec::new(),
             quick: true,
         }
     }
@@ -78,6 +83,34 @@ impl Config {
     /// Events of the read data set.
     pub fn read_events(&self) -> u64 {
         self.read_streams * workloads::STREAM_EVENTS
+    }
+
+    /// Every workload, in the order they run.
+    pub fn all_workloads(&self) -> Vec<Workload> {
+        let mut all = vec![
+            Workload::ReadStream,
+            Workload::AggregateLoad,
+            Workload::ReadAll,
+            Workload::CatchUp,
+        ];
+        for choice in [Choice::Uniform, Choice::Zipf] {
+            all.push(Workload::Batched(choice));
+        }
+        for &writers in &self.writers {
+            for choice in [Choice::Uniform, Choice::Zipf] {
+                all.push(Workload::Concurrent(writers, choice));
+            }
+        }
+        all.push(Workload::Conflicts);
+        all
+    }
+
+    /// The workloads this run measures.
+    fn workloads(&self) -> Vec<Workload> {
+        self.all_workloads()
+            .into_iter()
+            .filter(|w| self.only_workloads.is_empty() || self.only_workloads.contains(&w.id()))
+            .collect()
     }
 
     fn sessions(&self) -> usize {
@@ -141,6 +174,15 @@ pub async fn run(
     command: String,
     out: &mut Out,
 ) -> anyhow::Result<Report> {
+    let known: Vec<String> = config.all_workloads().iter().map(|w| w.id()).collect();
+    for id in &config.only_workloads {
+        if !known.contains(id) {
+            bail!(
+                "unknown workload '{id}'; the workloads are {}",
+                known.join(", ")
+            );
+        }
+    }
     for id in &peers.only {
         if !peer_ids().any(|known| known == id) {
             bail!(
@@ -328,67 +370,31 @@ async fn measure(
     ));
     let mut stored = config.read_events();
 
-    step("read one stream");
-    let sample = workloads::read_streams(
-        peer,
-        config.read_streams,
-        config.stream_reads,
-        false,
-        read_budget,
-    )
-    .await?;
-    record(report::Workload::ReadStream, sample);
-    step("aggregate load");
-    let sample = workloads::read_streams(
-        peer,
-        config.read_streams,
-        config.stream_reads,
-        true,
-        read_budget,
-    )
-    .await?;
-    record(report::Workload::AggregateLoad, sample);
-    step("read everything");
-    record(
-        report::Workload::ReadAll,
-        workloads::read_all(peer, stored).await?,
-    );
-    step("catch-up subscription");
-    record(
-        report::Workload::CatchUp,
-        workloads::catch_up(peer, stored).await?,
-    );
-
-    for choice in [Choice::Uniform, Choice::Zipf] {
-        step(&format!("batched appends, {}", choice.label()));
-        let sample =
-            workloads::batched(peer, data, choice, config.write_streams, config.budget).await?;
-        stored += sample.events;
-        record(report::Workload::Batched(choice), sample);
-    }
-    for &writers in &config.writers {
-        for choice in [Choice::Uniform, Choice::Zipf] {
-            step(&format!(
-                "concurrent writers: {writers}, {}",
-                choice.label()
-            ));
-            let sample = workloads::concurrent(
-                peer,
-                data,
-                writers,
-                choice,
-                config.write_streams,
-                config.budget,
-            )
-            .await?;
+    for workload in config.workloads() {
+        step(&workload.title());
+        let sample = match workload {
+            Workload::ReadStream | Workload::AggregateLoad => {
+                let fold = workload == Workload::AggregateLoad;
+                let (streams, reads) = (config.read_streams, config.stream_reads);
+                workloads::read_streams(peer, streams, reads, fold, read_budget).await?
+            }
+            Workload::ReadAll => workloads::read_all(peer, stored).await?,
+            Workload::CatchUp => workloads::catch_up(peer, stored).await?,
+            Workload::Batched(choice) => {
+                let streams = config.write_streams;
+                workloads::batched(peer, data, choice, streams, config.budget).await?
+            }
+            Workload::Concurrent(writers, choice) => {
+                let streams = config.write_streams;
+                workloads::concurrent(peer, data, writers, choice, streams, config.budget).await?
+            }
+            Workload::Conflicts => workloads::conflicts(peer, data, config.budget).await?,
+        };
+        if workload.writes() {
             stored += sample.events;
-            record(report::Workload::Concurrent(writers, choice), sample);
         }
+        record(workload, sample);
     }
-    step("appends with expected-version conflicts");
-    let sample = workloads::conflicts(peer, data, config.budget).await?;
-    stored += sample.events;
-    record(report::Workload::Conflicts, sample);
 
     step("checking that every acknowledged event is stored");
     let mut count = 0u64;

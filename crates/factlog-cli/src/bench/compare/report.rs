@@ -83,7 +83,7 @@ impl Workload {
         }
     }
 
-    fn writes(self) -> bool {
+    pub fn writes(self) -> bool {
         matches!(
             self,
             Workload::Batched(_) | Workload::Concurrent(..) | Workload::Conflicts
