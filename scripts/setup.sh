@@ -3,7 +3,9 @@
 # is already there. Rust (cargo, rustfmt, clippy) comes with the toolchain; a C/C++ compiler builds
 # the fuzz target's libFuzzer; Python with venv runs schemathesis (installed from PyPI by
 # scripts/schemathesis.sh); PostgreSQL and Redis serve the tests (started by scripts/services.sh);
-# NATS (JetStream) is one of the peers of the comparison benchmark (scripts/bench-compare.sh).
+# NATS (JetStream) is one of the peers of the comparison benchmark (scripts/bench-compare.sh);
+# Java and Maven run Apache Kafka for the tests, from jars Maven fetches once into ~/.m2
+# (scripts/kafka.sh).
 set -euo pipefail
 
 need_apt=()
@@ -15,6 +17,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nats-server >/dev/null || need_apt+=(nats-server)
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]} from Debian's packages"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -24,3 +28,4 @@ fi
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "missing $tool: install the Rust toolchain (rustup) with rustfmt and clippy" >&2; exit 1; }
 done
+"$(dirname "$0")/kafka.sh" classpath >/dev/null
