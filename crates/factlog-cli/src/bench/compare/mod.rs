@@ -372,7 +372,8 @@ async fn measure(
 
     for workload in config.workloads() {
         step(&workload.title());
-        let sample = match workload {
+        let before = peer.counters();
+        let mut sample = match workload {
             Workload::ReadStream | Workload::AggregateLoad => {
                 let fold = workload == Workload::AggregateLoad;
                 let (streams, reads) = (config.read_streams, config.stream_reads);
@@ -392,6 +393,13 @@ async fn measure(
         };
         if workload.writes() {
             stored += sample.events;
+            if let (Some(before), Some(after)) = (before, peer.counters()) {
+                let counted = before.describe_until(after);
+                sample.note = Some(match sample.note.take() {
+                    Some(note) => format!("{note}; {counted}"),
+                    None => counted,
+                });
+            }
         }
         record(workload, sample);
     }

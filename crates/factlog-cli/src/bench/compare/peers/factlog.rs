@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use super::{Appended, EVENT_TYPE, Expect, Peer};
+use super::{Appended, Counters, EVENT_TYPE, Expect, Peer};
 
 /// Events per page of `read_all`.
 const PAGE: usize = 4096;
@@ -39,6 +39,8 @@ pub struct FactlogPeer<S> {
     close: Option<Box<dyn Fn() + Send + Sync>>,
     /// Whether an embedded store runs in bulk-import mode.
     bulk: bool,
+    /// An embedded store's write counters.
+    counters: Option<Box<dyn Fn() -> Counters + Send + Sync>>,
 }
 
 impl<S> std::fmt::Debug for FactlogPeer<S> {
@@ -53,6 +55,7 @@ impl<S: EventStore> FactlogPeer<S> {
             store,
             close: None,
             bulk: false,
+            counters: None,
             event_type: EventType::new(EVENT_TYPE).expect("a valid event type"),
             content_type: ContentType::json(),
             server: Mutex::new(server),
@@ -79,6 +82,15 @@ impl FactlogPeer<EmbeddedStore> {
         let mut peer = Self::new(store, None);
         peer.close = Some(Box::new(move || closing.close()));
         peer.bulk = !durable;
+        let counted = peer.store.clone();
+        peer.counters = Some(Box::new(move || {
+            let stats = counted.stats();
+            Counters {
+                appends: stats.appends,
+                fsyncs: stats.fsyncs,
+                checkpoints: stats.checkpoints,
+            }
+        }));
         Ok(peer)
     }
 }
@@ -265,6 +277,10 @@ impl<S: EventStore> Peer for FactlogPeer<S> {
             }
         }
         Ok(received)
+    }
+
+    fn counters(&self) -> Option<Counters> {
+        self.counters.as_ref().map(|counters| counters())
     }
 
     async fn shut_down(&self) -> anyhow::Result<()> {

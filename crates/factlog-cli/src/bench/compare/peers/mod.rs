@@ -94,9 +94,36 @@ pub trait Peer: Send + Sync + 'static {
         visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
     ) -> anyhow::Result<u64>;
 
+    /// Write counters of the store, for peers that keep them (Factlog embedded): how many
+    /// appends and fsyncs it has done, and index checkpoints.
+    fn counters(&self) -> Option<Counters> {
+        None
+    }
+
     /// Stops what the peer started (servers of its own); the default has nothing to stop.
     async fn shut_down(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// Write counters of a store; see [`Peer::counters`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub appends: u64,
+    pub fsyncs: u64,
+    pub checkpoints: u64,
+}
+
+impl Counters {
+    /// What happened between `self` (before) and `after`, as a sentence.
+    pub fn describe_until(self, after: Counters) -> String {
+        let appends = after.appends - self.appends;
+        let fsyncs = after.fsyncs - self.fsyncs;
+        format!(
+            "{appends} appends in {fsyncs} fsyncs ({:.1} appends per fsync), {} index checkpoints",
+            appends as f64 / fsyncs.max(1) as f64,
+            after.checkpoints - self.checkpoints
+        )
     }
 }
 
