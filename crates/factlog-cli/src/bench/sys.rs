@@ -6,10 +6,20 @@ use std::time::Duration;
 
 /// Resident memory of this process (`VmRSS` of `/proc/self/status`); `None` off Linux.
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
+    proc_kib("/proc/self/status", "VmRSS:")
+}
+
+/// The machine's memory (`MemTotal` of `/proc/meminfo`); `None` off Linux.
+pub fn total_memory_bytes() -> Option<u64> {
+    proc_kib("/proc/meminfo", "MemTotal:")
+}
+
+/// A `<key> <n> kB` line of a `/proc` file, in bytes.
+fn proc_kib(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -14,7 +14,7 @@ use super::peers::Durability;
 use super::workloads::{
     BATCH_EVENTS, CONFLICT_STREAMS, CONFLICT_WRITERS, Choice, STREAM_EVENTS, Sample,
 };
-use crate::bench::sys::{filesystem, millis, percentile, thousands};
+use crate::bench::sys::{filesystem, millis, percentile, thousands, total_memory_bytes};
 
 /// The lines around the generated part of `docs/benchmarks.md`.
 pub const BEGIN_MARKER: &str = "<!-- factlog bench compare: begin (generated, do not edit) -->";
@@ -173,25 +173,12 @@ pub struct Report {
     verified: Vec<(&'static str, u64)>,
 }
 
-fn memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 impl Report {
     pub fn new(config: &Config, dir: &Path, command: String) -> Self {
         let mut setup = Vec::new();
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         setup.push(("cores".into(), cores.to_string()));
-        if let Some(bytes) = memory() {
+        if let Some(bytes) = total_memory_bytes() {
             setup.push((
                 "memory".into(),
                 format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64),

@@ -119,6 +119,32 @@ impl Session {
         })
     }
 
+    /// Reads events in global order, a page at a time, until `count` or the end.
+    async fn pages(
+        &self,
+        count: u64,
+        visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
+    ) -> anyhow::Result<u64> {
+        let mut after = 0i64;
+        let mut read = 0;
+        while read < count {
+            let limit = PAGE.min((count - read).min(i64::MAX as u64) as i64);
+            let rows = self
+                .client
+                .query(&self.read_page, &[&after, &limit])
+                .await?;
+            for row in &rows {
+                after = row.get(0);
+                visit(row.get::<_, &str>(1).as_bytes());
+            }
+            read += rows.len() as u64;
+            if (rows.len() as i64) < limit {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
     /// Events of the stream now (its last version + 1), in the open transaction.
     async fn count(&self, stream: &str) -> anyhow::Result<u64> {
         let row = self
@@ -244,23 +270,7 @@ impl Peer for PostgresPeer {
         &self,
         visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
     ) -> anyhow::Result<u64> {
-        let session = self.session(0);
-        let mut after = 0i64;
-        let mut read = 0;
-        loop {
-            let rows = session
-                .client
-                .query(&session.read_page, &[&after, &PAGE])
-                .await?;
-            for row in &rows {
-                after = row.get(0);
-                visit(row.get::<_, &str>(1).as_bytes());
-            }
-            read += rows.len() as u64;
-            if (rows.len() as i64) < PAGE {
-                return Ok(read);
-            }
-        }
+        self.session(0).pages(u64::MAX, visit).await
     }
 
     async fn catch_up(
@@ -269,24 +279,6 @@ impl Peer for PostgresPeer {
         visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
     ) -> anyhow::Result<u64> {
         // Polling by global position is the subscription of a PostgreSQL event store.
-        let session = self.session(0);
-        let mut after = 0i64;
-        let mut received = 0;
-        while received < count {
-            let limit = PAGE.min((count - received) as i64);
-            let rows = session
-                .client
-                .query(&session.read_page, &[&after, &limit])
-                .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                after = row.get(0);
-                visit(row.get::<_, &str>(1).as_bytes());
-            }
-            received += rows.len() as u64;
-        }
-        Ok(received)
+        self.session(0).pages(count, visit).await
     }
 }

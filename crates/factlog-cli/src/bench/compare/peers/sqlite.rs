@@ -69,6 +69,24 @@ impl SqlitePeer {
         })
     }
 
+    /// Reads events in global order, a page at a time, until `count` or the end. Pages are
+    /// read on this thread: `visit` is borrowed, not 'static.
+    fn pages(&self, count: u64, visit: &mut dyn FnMut(&[u8])) -> anyhow::Result<u64> {
+        let connection = self.sessions[0].lock().expect("not poisoned");
+        let mut after = 0;
+        let mut read = 0;
+        while read < count {
+            let limit = PAGE.min((count - read).min(i64::MAX as u64) as i64);
+            let (last, n) = page(&connection, after, limit, visit)?;
+            read += n;
+            after = last;
+            if (n as i64) < limit {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
     /// Runs `f` on a session's connection on a blocking thread.
     async fn with<T: Send + 'static>(
         &self,
@@ -215,19 +233,7 @@ impl Peer for SqlitePeer {
         &self,
         visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
     ) -> anyhow::Result<u64> {
-        // Pages are read on this thread: `visit` is borrowed, not 'static.
-        let connection = self.sessions[0].clone();
-        let connection = connection.lock().expect("not poisoned");
-        let mut after = 0;
-        let mut read = 0;
-        loop {
-            let (last, n) = page(&connection, after, PAGE, &mut |d| visit(d))?;
-            read += n;
-            after = last;
-            if (n as i64) < PAGE {
-                return Ok(read);
-            }
-        }
+        self.pages(u64::MAX, visit)
     }
 
     async fn catch_up(
@@ -236,19 +242,6 @@ impl Peer for SqlitePeer {
         visit: &mut (dyn for<'d> FnMut(&'d [u8]) + Send),
     ) -> anyhow::Result<u64> {
         // SQLite has no subscription: an application polls by global position, as here.
-        let connection = self.sessions[0].clone();
-        let connection = connection.lock().expect("not poisoned");
-        let mut after = 0;
-        let mut received = 0;
-        while received < count {
-            let limit = PAGE.min((count - received) as i64);
-            let (last, n) = page(&connection, after, limit, &mut |d| visit(d))?;
-            if n == 0 {
-                break;
-            }
-            received += n;
-            after = last;
-        }
-        Ok(received)
+        self.pages(count, visit)
     }
 }
