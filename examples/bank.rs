@@ -5,6 +5,7 @@
 //! (add `--server http://127.0.0.1:2113` to run on a Factlog server instead of the embedded
 //! store). The HTTP contract is in docs/examples.md.
 
+use anyhow::Context;
 use clap::Parser;
 use factlog_examples::bank_service::{BankOptions, new_app, router};
 use factlog_examples::service::{Backend, ServiceArgs, serve};
@@ -30,5 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let app = new_app(&backend, BankOptions::default());
     let listener = tokio::net::TcpListener::bind(args.service.listen).await?;
     println!("bank listening on http://{}", listener.local_addr()?);
+    app.catch_up()
+        .await
+        .context("could not read the store to build the read model")?;
     serve(listener, router(app), &backend).await
 }

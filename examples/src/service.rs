@@ -445,6 +445,23 @@ impl<M: ReadModel> View<M> {
         f(&self.current.read().await.model)
     }
 
+    /// Waits (a bounded time) until the model has applied every event of its category stored
+    /// now: a service answers only once its read model shows what the store held at start.
+    pub async fn catch_up(&self) -> Result<(), factlog_store::ReadError> {
+        let filter = EventFilter {
+            category: Some(M::CATEGORY.to_owned()),
+            ..EventFilter::default()
+        };
+        let last = self
+            .store
+            .read_all(ReadAll::backward().limit(1).filter(filter))
+            .await?;
+        if let Some(event) = last.first() {
+            self.wait_for(event.position).await;
+        }
+        Ok(())
+    }
+
     /// Waits (a bounded time) until the model has applied the event at `position`, so that a
     /// client reads its own writes.
     pub async fn wait_for(&self, position: Position) {
@@ -702,6 +719,12 @@ impl<A: Aggregate, M: ReadModel> Service<A, M> {
             replay: Replay::new(view.clone(), replay_hold),
             view,
         }
+    }
+
+    /// Waits until the read model holds every event stored when the service started; call it
+    /// before serving.
+    pub async fn catch_up(&self) -> Result<(), factlog_store::ReadError> {
+        self.view.catch_up().await
     }
 
     /// Runs one command on each of `commands`' aggregates (atomically), unless a replay runs,
