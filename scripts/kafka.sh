@@ -280,6 +280,8 @@ inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
+# Factlog nodes in tests use session timeouts of a few seconds (the default minimum is 6 s).
+group.min.session.timeout.ms=1000
 # Internal topics with 10 partitions instead of 50 are created faster on first use.
 offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=10

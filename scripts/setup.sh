@@ -5,7 +5,8 @@
 # scripts/schemathesis.sh); PostgreSQL and Redis serve the tests (started by scripts/services.sh);
 # NATS (JetStream) is one of the peers of the comparison benchmark (scripts/bench-compare.sh);
 # Java and Maven run Apache Kafka for the tests, from jars Maven fetches once into ~/.m2
-# (scripts/kafka.sh).
+# (scripts/kafka.sh). cmake and the OpenSSL, curl and zlib headers build librdkafka (bundled in
+# the rdkafka crate) for the Kafka backend.
 set -euo pipefail
 
 need_apt=()
@@ -19,6 +20,11 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+[ -f /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]} from Debian's packages"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -37,7 +37,9 @@ pub use backup::{
     BACKUP_FORMAT_VERSION, BACKUP_MANIFEST_FILE, BackupError, BackupFile, BackupReport,
     CopyProgress, RestoreReport, restore, restore_with_progress,
 };
-pub use format::{FORMAT_VERSION, FRAME_BYTES_MAX, SEGMENT_HEADER_BYTES, UNSYNCED_BYTES_MAX};
+pub use format::{
+    FORMAT_VERSION, FRAME_BYTES_MAX, FRAME_FIXED_BYTES, SEGMENT_HEADER_BYTES, UNSYNCED_BYTES_MAX,
+};
 pub use options::{Clock, Options, Recovery, SyncMode, SystemClock};
 pub use recovery::{IndexSource, OpenError, OpenReport};
 pub use segment::segment_file_name;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use factlog_store::{
     AllFrom, AppendError, AppendResult, AsOf, Direction, EventFilter, EventId, EventStore,
-    LimitKind, ListStreams, Ordering as StoreOrdering, Position, ReadAll, ReadError, ReadStream,
+    ListStreams, Ordering as StoreOrdering, Position, ReadAll, ReadError, ReadStream,
     RecordedEvent, StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage, SubscribeError,
     SubscribeFrom, Subscription, Version,
 };
@@ -558,53 +558,15 @@ impl EmbeddedStore {
     /// Checks an append against the limits and fills in missing event ids.
     fn check(&self, appends: &mut [StreamAppend]) -> Result<usize, AppendError> {
         let o = &self.shared.options;
-        if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
-            return Err(AppendError::Empty);
-        }
-        let mut streams = std::collections::HashSet::new();
-        let mut ids = std::collections::HashSet::new();
-        let (mut events, mut size_bytes) = (0usize, 0usize);
-        for part in appends.iter_mut() {
-            if !streams.insert(part.stream.clone()) {
-                return Err(AppendError::DuplicateStream {
-                    stream: part.stream.clone(),
-                });
-            }
-            for event in &mut part.events {
-                let size = event.payload_size_bytes();
-                if size > o.event_size_bytes_max {
-                    return Err(AppendError::LimitExceeded {
-                        limit: LimitKind::EventSize,
-                        actual: size as u64,
-                        max: o.event_size_bytes_max as u64,
-                    });
-                }
-                let id = *event.id.get_or_insert_with(EventId::new_v7);
-                if !ids.insert(id) {
-                    return Err(AppendError::DuplicateEventId { event_id: id });
-                }
-                events += 1;
-                size_bytes += size
-                    + FRAME_FIXED_BYTES
-                    + part.stream.as_str().len()
-                    + event.content_type.as_str().len();
-            }
-        }
-        if events > o.append_events_max {
-            return Err(AppendError::LimitExceeded {
-                limit: LimitKind::EventsPerAppend,
-                actual: events as u64,
-                max: o.append_events_max as u64,
-            });
-        }
-        if size_bytes > o.append_size_bytes_max {
-            return Err(AppendError::LimitExceeded {
-                limit: LimitKind::AppendSize,
-                actual: size_bytes as u64,
-                max: o.append_size_bytes_max as u64,
-            });
-        }
-        Ok(size_bytes)
+        factlog_store::check_appends(
+            appends,
+            &factlog_store::AppendLimits {
+                event_size_bytes_max: o.event_size_bytes_max,
+                append_events_max: o.append_events_max,
+                append_size_bytes_max: o.append_size_bytes_max,
+                fixed_bytes_per_event: FRAME_FIXED_BYTES,
+            },
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use factlog_store::{
-    AppendError, AppendResult, Position, StreamAppend, StreamName, Timestamp, metadata_json,
+    AppendError, AppendResult, EventId, Position, RecordedEvent, StreamAppend, StreamName, Timestamp, metadata_json,
 };
 use hashbrown::HashMap;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
@@ -263,22 +263,12 @@ impl Writer {
                 retried.push(result);
             }
         }
-        if retried.len() == appends.len() {
+        if let Some(results) = factlog_store::whole_retry(appends, retried)? {
             self.shared
                 .stats
                 .idempotent_retries
                 .fetch_add(1, Ordering::Relaxed);
-            return Ok(retried);
-        }
-        if !retried.is_empty() {
-            let event_id = appends
-                .iter()
-                .find_map(|p| p.events.first()?.id)
-                .expect("ids are filled in");
-            return Err(AppendError::IdempotencyConflict {
-                event_id,
-                detail: "but other streams of this multi-stream append are new; retry the whole append unchanged or use new ids".into(),
-            });
+            return Ok(results);
         }
 
         let current = |batch: &Batch, stream: &StreamName| {
@@ -352,83 +342,40 @@ impl Writer {
         Ok(results)
     }
 
-    /// Whether `part` is a retry of events already stored: `Some(original result)` when every
-    /// id is stored in this stream, in this order, with the same content; `None` when no id is
-    /// stored; an error for anything in between.
+    /// Whether `part` is a retry of events already stored or already in this batch
+    /// ([`factlog_store::find_retry`]).
     fn find_retry(
         &self,
         index: &Index,
         batch: &Batch,
         part: &StreamAppend,
     ) -> Result<Option<AppendResult>, AppendError> {
-        let mut original: Option<(u64, u64)> = None;
-        for (i, event) in part.events.iter().enumerate() {
-            let id = event.id.expect("ids are filled in before the writer");
-            let stored = if let Some(&f) = batch.ids.get(&id.to_u128()) {
+        let stored = |id: EventId| -> Result<Option<RecordedEvent>, AppendError> {
+            if let Some(&f) = batch.ids.get(&id.to_u128()) {
                 let frame = &batch.frames[f];
                 let bytes = Bytes::copy_from_slice(
                     &batch.buf[frame.offset_in_batch..frame.offset_in_batch + frame.len],
                 );
-                format::decode_frame(&bytes)
-                    .expect("the writer's own frame decodes")
-                    .0
-                    .event
-            } else if let Some(loc) = index.ids.get(id.to_u128()) {
-                self.shared
+                return Ok(Some(
+                    format::decode_frame(&bytes)
+                        .expect("the writer's own frame decodes")
+                        .0
+                        .event,
+                ));
+            }
+            match index.ids.get(id.to_u128()) {
+                Some(loc) => self
+                    .shared
                     .read_event_at(loc)
-                    .map_err(|e| AppendError::Backend(e.to_string()))?
-            } else {
-                if i > 0 {
-                    return Err(AppendError::IdempotencyConflict {
-                        event_id: part.events[0].id.expect("filled in"),
-                        detail: "but this append also holds new events; retry the stored append unchanged or use new ids".into(),
-                    });
-                }
-                // Events of one append are all new or all stored: check the rest are new.
-                if let Some(stored) = part.events.iter().filter_map(|e| e.id).find(|id| {
-                    batch.ids.contains_key(&id.to_u128()) || index.ids.contains(id.to_u128())
-                }) {
-                    return Err(AppendError::IdempotencyConflict {
-                        event_id: stored,
-                        detail: "but this append also holds new events; retry the stored append unchanged or use new ids".into(),
-                    });
-                }
-                return Ok(None);
-            };
-            if stored.stream != part.stream {
-                return Err(AppendError::IdempotencyConflict {
-                    event_id: id,
-                    detail: format!("in another stream ({})", stored.stream),
-                });
+                    .map(Some)
+                    .map_err(|e| AppendError::Backend(e.to_string())),
+                None => Ok(None),
             }
-            if !stored.has_same_content(event) {
-                return Err(AppendError::IdempotencyConflict {
-                    event_id: id,
-                    detail: "with other content".into(),
-                });
-            }
-            match original {
-                None => original = Some((stored.version, stored.position.raw())),
-                Some((v0, p0)) => {
-                    if stored.version != v0 + i as u64 || stored.position.raw() <= p0 {
-                        return Err(AppendError::IdempotencyConflict {
-                            event_id: id,
-                            detail: "in another order; retry the stored append unchanged".into(),
-                        });
-                    }
-                }
-            }
-            if i + 1 == part.events.len() {
-                let (first_version, first_position) = original.expect("set at the first event");
-                return Ok(Some(AppendResult {
-                    first_version,
-                    last_version: stored.version,
-                    first_position: Position::from_raw(first_position),
-                    last_position: stored.position,
-                }));
-            }
-        }
-        unreachable!("an append has at least one event")
+        };
+        let is_stored = |id: EventId| {
+            batch.ids.contains_key(&id.to_u128()) || index.ids.contains(id.to_u128())
+        };
+        factlog_store::find_retry(part, stored, is_stored)
     }
 
     /// Writes the batch (starting a new segment if this one is full) and makes it durable.

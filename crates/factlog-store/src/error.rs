@@ -49,6 +49,15 @@ pub enum AppendError {
     DuplicateStream { stream: StreamName },
     #[error("an append needs at least one event")]
     Empty,
+    /// A multi-stream append over streams that live on different partitions of a partitioned
+    /// backend (Kafka), which cannot store them atomically.
+    #[error(
+        "streams {first} and {other} live on different partitions of this store, and a multi-stream append is atomic only within one partition; append to them separately"
+    )]
+    CrossPartition {
+        first: StreamName,
+        other: StreamName,
+    },
     #[error("{limit} is {max}, and this append has {actual}; split it or raise the limit")]
     LimitExceeded {
         limit: LimitKind,

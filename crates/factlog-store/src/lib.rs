@@ -17,6 +17,7 @@
 //! [`EventStore::ordering`] says whether `$all` is totally ordered ([`Ordering::Total`], the
 //! embedded log) or ordered only within a partition ([`Ordering::PerPartition`], Kafka).
 
+mod checks;
 mod error;
 mod options;
 mod results;
@@ -24,6 +25,7 @@ mod results;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use checks::{AppendLimits, check_appends, find_retry, whole_retry};
 pub use error::{AppendError, Error, LimitKind, ReadError, SubscribeError};
 pub use factlog_types::*;
 pub use options::{

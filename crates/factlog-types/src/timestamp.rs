@@ -52,6 +52,22 @@ impl Timestamp {
         )
     }
 
+    /// RFC 3339 in UTC with microseconds, the store's precision, for example
+    /// `2026-11-23T10:15:00.123456Z`: it parses back to the same value.
+    pub fn to_rfc3339_micros(self) -> String {
+        let t = self.to_offset_date_time();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        )
+    }
+
     pub fn parse_rfc3339(s: &str) -> Result<Self, InvalidTimestamp> {
         OffsetDateTime::parse(s, &Rfc3339)
             .map(Self::from)
@@ -141,5 +157,14 @@ mod tests {
             "1970-01-01T00:00:00.000Z"
         );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn rfc3339_micros_round_trips_exactly() {
+        for micros in [0, 1, 1_795_000_000_123_456, -1_000_001] {
+            let t = Timestamp::from_unix_micros(micros);
+            let text = t.to_rfc3339_micros();
+            assert_eq!(Timestamp::parse_rfc3339(&text).unwrap(), t, "{text}");
+        }
     }
 }
