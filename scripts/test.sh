@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, exactly as CI does: formatting, lints, every test of the workspace
 # (unit, conformance, crash, fault, recovery, property, HTTP and CLI tests) with throwaway
-# PostgreSQL and Redis servers started for them (scripts/services.sh), schemathesis against a
+# PostgreSQL and Redis servers (scripts/services.sh) and an Apache Kafka broker in KRaft mode
+# (scripts/kafka.sh) started for them, schemathesis against a
 # running server's OpenAPI document, a quick run of the comparison benchmark against real
 # PostgreSQL, Redis and NATS servers (scripts/bench-compare.sh --quick), and the fuzz target's
 # build.
@@ -21,8 +22,8 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (with PostgreSQL and Redis)"
-scripts/services.sh run -- cargo test --workspace --locked
+step "cargo test (with PostgreSQL, Redis and Kafka)"
+scripts/services.sh run -- scripts/kafka.sh run -- cargo test --workspace --locked
 
 step "schemathesis against /openapi.json"
 scripts/schemathesis.sh

@@ -22,8 +22,6 @@ use crate::codec::CATEGORY_ID_MAX;
 use crate::options::KafkaOptions;
 use crate::KafkaError;
 
-/// Topics of a category: the longest name Kafka accepts.
-const TOPIC_NAME_MAX: usize = 249;
 const RETENTION_FOREVER: &str = "-1";
 /// Broker-side limit of one record batch on our topics: an event is at most 1 MiB of payload,
 /// and a routed append at most 8 MiB before base64.
@@ -244,11 +242,6 @@ impl Catalog {
             return Ok(id);
         }
         let topic = self.options.topic(category);
-        if topic.len() > TOPIC_NAME_MAX {
-            return Err(KafkaError::Config(format!(
-                "category {category:?} makes the topic name {topic:?}, longer than Kafka's {TOPIC_NAME_MAX} characters"
-            )));
-        }
         if self.known.lock().names.len() as u32 >= CATEGORY_ID_MAX {
             return Err(KafkaError::Config(format!(
                 "the store has {CATEGORY_ID_MAX} categories, the most a Kafka store holds"

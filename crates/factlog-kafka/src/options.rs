@@ -100,8 +100,18 @@ impl KafkaOptions {
         Ok(())
     }
 
-    pub(crate) fn topic(&self, category: &str) -> String {
-        format!("{}{}", self.topic_prefix, topic_safe(category))
+    /// The topic of a category: the prefix and the category made topic-safe; when that is
+    /// longer than Kafka allows, cut and followed by a 64-bit hash of the whole category.
+    pub fn topic(&self, category: &str) -> String {
+        let full = format!("{}{}", self.topic_prefix, topic_safe(category));
+        if full.len() <= TOPIC_NAME_MAX {
+            return full;
+        }
+        let mut cut = TOPIC_NAME_MAX - 17;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}-{:016x}", &full[..cut], fnv1a64(category.as_bytes()))
     }
 
     pub(crate) fn requests_topic(&self) -> String {
@@ -137,6 +147,16 @@ impl KafkaOptions {
     }
 }
 
+/// The longest topic name Kafka accepts.
+pub const TOPIC_NAME_MAX: usize = 249;
+
+/// FNV-1a, 64 bits: a hash that never changes between versions or machines.
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// A category as a topic name: Kafka allows `[a-zA-Z0-9._-]`, so any other byte is written as
 /// `_xx` (hex), and `_` itself as `__`. Distinct categories give distinct topics.
 pub fn topic_safe(category: &str) -> String {
@@ -162,6 +182,18 @@ mod tests {
         assert_eq!(topic_safe("café"), "caf_c3_a9");
         assert_ne!(topic_safe("a_2e"), topic_safe("a.")); // "a__2e" vs "a."
         assert_eq!(topic_safe("a b"), "a_20b");
+    }
+
+    #[test]
+    fn long_categories_get_a_short_distinct_topic() {
+        let o = KafkaOptions::new("127.0.0.1:9092", "/tmp/x");
+        let a = "x".repeat(255);
+        let b = format!("{}y", "x".repeat(254));
+        let (ta, tb) = (o.topic(&a), o.topic(&b));
+        assert!(ta.len() <= TOPIC_NAME_MAX && tb.len() <= TOPIC_NAME_MAX);
+        assert_ne!(ta, tb);
+        assert_eq!(ta, o.topic(&a), "the same category always gets the same topic");
+        assert_eq!(o.topic("account"), "factlog.account");
     }
 
     #[test]
