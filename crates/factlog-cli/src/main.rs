@@ -51,7 +51,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the store in --data-dir over HTTP (the API at /openapi.json).
+    /// Serve the store in --data-dir over HTTP (the API at /openapi.json), or with --backend
+    /// kafka a store on Kafka as one of its nodes.
     Serve(cmd::serve::Args),
     /// Check every record of a closed store and its saved index; names the first bad record.
     Verify(cmd::verify::Args),

@@ -305,7 +305,13 @@ impl Follower {
                 self.sync_assignment()?;
                 self.last_sync = Some(Instant::now());
             }
-            let message = self.consumer.poll(Duration::from_millis(20));
+            // Drain what is already fetched without waiting; apply as soon as nothing is left.
+            let wait = if self.pending.is_empty() {
+                Duration::from_millis(20)
+            } else {
+                Duration::ZERO
+            };
+            let message = self.consumer.poll(wait);
             match message {
                 None => {
                     self.apply()?;

@@ -1,12 +1,17 @@
-//! `factlog serve`: the HTTP server on the embedded store in `--data-dir`.
+//! `factlog serve`: the HTTP server on the embedded store in `--data-dir`, or, with `--backend
+//! kafka`, on a store on a Kafka cluster as one of its nodes (see [`kafka`]), with the node's
+//! read replica in `--data-dir`.
 //!
 //! Prints one line with the URL once it listens (JSON with `--json`), then serves until SIGTERM
 //! or SIGINT, and shuts down gracefully: stop accepting, finish appends in flight, end live
-//! subscriptions, stop the projections, sync and close the store, exit 0.
+//! subscriptions, stop the projections, sync and close the store (a Kafka node leaves the
+//! writers' group and closes its replica), exit 0.
 //!
 //! The projections of the configuration (`[[projections]]`, see [`projections`]) run in the
-//! same process, over the same store, and are served at `/projections/...`.
+//! same process, over the same store, and are served at `/projections/...`; only on the
+//! embedded store for now.
 
+mod kafka;
 mod projections;
 
 use std::net::SocketAddr;
@@ -15,12 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use factlog_kafka::KafkaStore;
 use factlog_log::{EmbeddedStore, Options};
 use factlog_server::{Backend, Config, Server, TlsConfig};
 use factlog_store::EventStore;
 use serde_json::json;
 
-use crate::config::{FileConfig, parse_tokens};
+use crate::UsageError;
+use crate::config::{BackendKind, FileConfig, parse_tokens};
 use crate::output::Out;
 
 #[derive(Debug, clap::Args)]
@@ -36,7 +43,29 @@ table, sink = \"sqlite\" | \"postgres\" | \"redis\", categories, event-types, on
 \"stop\", batch-events-max, batch-linger-ms; and [projection-sinks] with sqlite-path (default: the
 file <data-dir>.projections.sqlite beside the data directory), postgres-url, postgres-schema,
 redis-url, redis-key-prefix. The URLs may come from FACTLOG_PROJECTION_POSTGRES_URL and
-FACTLOG_PROJECTION_REDIS_URL instead. Control them with `factlog projections`.")]
+FACTLOG_PROJECTION_REDIS_URL instead. Control them with `factlog projections`. Projections run
+on the embedded backend only for now.
+
+With --backend kafka (or backend = \"kafka\" in the file) this process is one node of a store on
+a Kafka cluster (docs/kafka.md), with its read replica in --data-dir. The file's [kafka] section
+holds brokers, topic-prefix, partitions, replication-factor, min-insync-replicas, node-id,
+session-timeout-seconds, append-timeout-seconds and [kafka.properties], librdkafka settings
+passed through to every client (quote keys with dots):
+
+  [kafka]
+  brokers = \"kafka-1:9092,kafka-2:9092\"
+  [kafka.properties]
+  \"security.protocol\" = \"SASL_SSL\"
+  \"sasl.mechanism\" = \"SCRAM-SHA-512\"
+  \"sasl.username\" = \"factlog\"
+  \"sasl.password\" = \"...\"
+  \"ssl.ca.location\" = \"/etc/factlog/kafka-ca.pem\"
+
+Properties merge key by key: the file's, then FACTLOG_KAFKA_PROPERTIES=\"k=v,k=v\", then each
+--kafka-property. Passwords (sasl.password, ssl.key.password, ssl.keystore.password,
+sasl.oauthbearer.client.secret) belong in the file or FACTLOG_KAFKA_PROPERTIES, never in flags
+(they would show in `ps`); --print-config masks them. Without a node id, the first start writes
+a new one into <data-dir>/node-id and later starts keep it.")]
 pub struct Args {
     /// The address to listen on [default: 127.0.0.1:4470].
     #[arg(long, env = "FACTLOG_LISTEN", value_name = "ADDR")]
@@ -86,9 +115,17 @@ pub struct Args {
     #[arg(long, env = "FACTLOG_PROJECTION_SQLITE_PATH", value_name = "FILE")]
     projection_sqlite_path: Option<PathBuf>,
 
+    /// The store to serve: the embedded store in --data-dir, or a node of a store on Kafka
+    /// with its read replica in --data-dir [default: embedded].
+    #[arg(long, env = "FACTLOG_BACKEND", value_enum, value_name = "BACKEND")]
+    backend: Option<BackendKind>,
+
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
+
+    #[command(flatten)]
+    kafka: kafka::KafkaArgs,
 }
 
 /// Merges file, environment and flags into the server's configuration.
@@ -153,21 +190,19 @@ pub fn server_config(args: &Args, file: &FileConfig) -> anyhow::Result<Config> {
 
 pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> anyhow::Result<()> {
     let config = server_config(&args, file)?;
+    if args.backend.or(file.backend).unwrap_or_default() == BackendKind::Kafka {
+        return run_kafka(dir, &args, config, file, out).await;
+    }
     let plan = projections::Plan::resolve(file, args.projection_sqlite_path.as_deref(), dir)?;
     if args.print_config {
-        let mut effective = json!({"data-dir": dir, "server": config});
+        let mut effective =
+            json!({"data-dir": dir, "backend": BackendKind::Embedded, "server": config});
         if !plan.is_empty() {
             let (projections, sinks) = plan.to_json();
             effective["projections"] = projections;
             effective["projection-sinks"] = sinks;
         }
-        if out.json() {
-            out.json_line(&effective)?;
-        } else {
-            let effective = without_nulls(effective);
-            out.line(toml::to_string_pretty(&effective).context("printing the configuration")?)?;
-        }
-        return Ok(());
+        return print_config(effective, out);
     }
     // Refuse a bad configuration before the store is opened (or created).
     config.check()?;
@@ -201,7 +236,12 @@ pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> an
     };
     let url = server.url();
     if out.json() {
-        out.json_line(&json!({"listening": url, "dataDir": dir, "projections": plan.names()}))?;
+        out.json_line(&json!({
+            "listening": url,
+            "backend": BackendKind::Embedded,
+            "dataDir": dir,
+            "projections": plan.names(),
+        }))?;
     } else {
         out.line(format!(
             "factlog serving {url} on the store in {} ({} events); stop with Ctrl-C",
@@ -223,6 +263,104 @@ pub async fn run(dir: &Path, args: Args, file: &FileConfig, out: &mut Out) -> an
     close(&store).await?;
     if !out.json() {
         out.line(format!("stopped on {signal}; the store is closed"))?;
+    }
+    Ok(())
+}
+
+/// `factlog serve --backend kafka`: checks everything, joins the store on Kafka as a node, serves
+/// it, and on SIGTERM or SIGINT stops the server, then leaves the store.
+async fn run_kafka(
+    dir: &Path,
+    args: &Args,
+    config: Config,
+    file: &FileConfig,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    if !file.projections.is_empty() {
+        return Err(UsageError(
+            "the configuration has [[projections]], but projections on the Kafka backend need \
+             per-partition checkpoints and are not available yet: serve them with --backend \
+             embedded, or remove [[projections]] from the configuration"
+                .into(),
+        )
+        .into());
+    }
+    let plan = kafka::KafkaPlan::resolve(&args.kafka, &file.kafka, dir)?;
+    if args.print_config {
+        let effective = json!({
+            "data-dir": dir,
+            "backend": BackendKind::Kafka,
+            "server": config,
+            "kafka": plan.to_json(),
+        });
+        return print_config(effective, out);
+    }
+    // Refuse a bad configuration before connecting (or creating the replica).
+    config.check()?;
+    let options = plan.into_options()?;
+    let (brokers, prefix, partitions, node_id) = (
+        options.brokers.clone(),
+        options.topic_prefix.clone(),
+        options.partitions,
+        options.node_id.clone(),
+    );
+    let store = KafkaStore::open(options).await.with_context(|| {
+        format!("could not join the store on the Kafka brokers {brokers} (topic prefix {prefix:?})")
+    })?;
+    let server = match Server::start(
+        config.clone(),
+        Backend::store(store.clone() as Arc<dyn EventStore>),
+    )
+    .await
+    {
+        Ok(server) => server,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    let url = server.url();
+    if out.json() {
+        out.json_line(&json!({
+            "listening": url,
+            "backend": BackendKind::Kafka,
+            "dataDir": dir,
+            "projections": [],
+            "brokers": brokers,
+            "topicPrefix": prefix,
+            "partitions": partitions,
+            "nodeId": node_id,
+        }))?;
+    } else {
+        out.line(format!(
+            "factlog serving {url} on the Kafka store at {brokers} (topic prefix {prefix:?}, \
+             {partitions} partitions) as node {node_id}, its replica in {}; stop with Ctrl-C",
+            dir.display()
+        ))?;
+        if config.tokens.is_empty() {
+            out.line("no tokens configured: requests need no token (loopback only)")?;
+        }
+    }
+    out.flush()?;
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    server.shutdown().await;
+    store.close().await;
+    if !out.json() {
+        out.line(format!(
+            "stopped on {signal}; the node left the store and its replica is closed"
+        ))?;
+    }
+    Ok(())
+}
+
+/// `--print-config`: one JSON line with `--json`, TOML otherwise.
+fn print_config(effective: serde_json::Value, out: &mut Out) -> anyhow::Result<()> {
+    if out.json() {
+        out.json_line(&effective)?;
+    } else {
+        let effective = without_nulls(effective);
+        out.line(toml::to_string_pretty(&effective).context("printing the configuration")?)?;
     }
     Ok(())
 }
