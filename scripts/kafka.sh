@@ -293,6 +293,7 @@ share.coordinator.state.topic.min.isr=$min_isr
 # A broker stopped without warning (SIGKILL) is fenced and loses its leaderships after 3 s.
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=3000
+${FACTLOG_KAFKA_BROKER_CONFIG:-}
 EOF
         # A short run: the client compiler alone and the serial collector make it start faster.
         java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${cds[@]}" -Djava.awt.headless=true \

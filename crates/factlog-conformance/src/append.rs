@@ -4,14 +4,15 @@
 use std::collections::HashSet;
 
 use factlog_store::{
-    ContentType, EventId, EventStore, EventType, ExpectedVersion, Metadata, NewEvent,
+    AppendResult, ContentType, EventId, EventStore, EventType, ExpectedVersion, Metadata, NewEvent,
+    StreamName,
 };
 
 use crate::Backend;
 use crate::support::{
-    append_err, append_ok, assert_append_stored, assert_store_order, assert_stream_missing,
-    assert_unchanged, assert_wrong_version, event, events, read_all_events, read_stream_events,
-    snapshot, stream,
+    append_err, append_ok, assert_append_stored, assert_in_append_order, assert_position_before,
+    assert_store_order, assert_stream_missing, assert_unchanged, assert_wrong_version, event,
+    events, read_all_events, read_stream_events, snapshot, stream,
 };
 
 /// `Any` creates a new stream and appends to an existing one.
@@ -218,11 +219,14 @@ pub async fn expected_version_exact<B: Backend>(b: &B) {
 }
 
 /// An append returns its first/last version and position; versions are 0-based and consecutive
-/// per stream; positions strictly increase across appends, whatever the stream.
+/// per stream; positions strictly increase across appends, whatever the stream (with a total
+/// order) or within each stream (with a per-partition order, where `$all` as read keeps the
+/// order of these one-after-another appends instead).
 pub async fn append_result_versions_and_positions<B: Backend>(b: &B) {
     let store = b.open().await;
+    let ordering = store.ordering();
     let streams = [stream("pos-a"), stream("pos-b"), stream("pos-c")];
-    let mut appended = Vec::new();
+    let mut appended: Vec<(StreamName, Vec<NewEvent>, AppendResult)> = Vec::new();
     let mut n = 0;
     for round in 0..6u64 {
         for (i, s) in streams.iter().enumerate() {
@@ -230,11 +234,16 @@ pub async fn append_result_versions_and_positions<B: Backend>(b: &B) {
             let new = events("E", n, count);
             n += count;
             let r = append_ok(&*store, s, ExpectedVersion::Any, new.clone(), "append").await;
-            if let Some((_, _, prev)) = appended.last() {
-                let prev: &factlog_store::AppendResult = prev;
-                assert!(
-                    prev.last_position < r.first_position,
-                    "positions must strictly increase across appends: {prev:?} then {r:?}"
+            // Against every earlier append: with a total order that is "after the previous
+            // append"; with a per-partition order it reaches the previous append of this stream.
+            for (prev_stream, _, prev) in &appended {
+                assert_position_before(
+                    ordering,
+                    (prev_stream, prev.last_position),
+                    (s, r.first_position),
+                    &format!(
+                        "positions across appends: {prev:?} to {prev_stream} then {r:?} to {s}"
+                    ),
                 );
             }
             assert!(
@@ -252,10 +261,13 @@ pub async fn append_result_versions_and_positions<B: Backend>(b: &B) {
     }
     let all = read_all_events(&*store).await;
     assert_eq!(all.len() as u64, n, "$all must hold every appended event");
-    assert_store_order(&all, "$all after appends to three streams");
+    assert_store_order(&all, ordering, "$all after appends to three streams");
     for (s, new, r) in &appended {
         assert_append_stored(&all, s, new, r, "an append's result against $all");
     }
+    let order: Vec<(StreamName, AppendResult)> =
+        appended.iter().map(|(s, _, r)| (s.clone(), *r)).collect();
+    assert_in_append_order(&all, &order, "$all after one-after-another appends");
     // Per stream: the versions of successive appends continue where the previous one ended.
     for s in &streams {
         let mut next = 0;

@@ -6,8 +6,8 @@ use factlog_store::{AppendError, EventId, EventStore, ExpectedVersion, NewEvent,
 
 use crate::Backend;
 use crate::support::{
-    append_err, append_multi_err, append_ok, assert_append_stored, assert_unchanged, event,
-    read_all_events, snapshot, stream,
+    append_err, append_multi_err, append_ok, assert_append_stored, assert_position_before,
+    assert_unchanged, event, read_all_events, snapshot, stream,
 };
 
 fn with_ids(first: u64, count: u64) -> Vec<NewEvent> {
@@ -205,9 +205,31 @@ pub async fn idempotent_retry_after_reopen<B: Backend>(b: &B) {
         original.last_version + 1,
         "versions continue after reopen"
     );
-    assert!(
-        next.first_position > before.events.last().expect("not empty").position,
-        "positions continue after reopen"
+    let ordering = store.ordering();
+    for e in &before.events {
+        assert_position_before(
+            ordering,
+            (&e.stream, e.position),
+            (&s, next.first_position),
+            "positions continue after reopen",
+        );
+    }
+    let all = read_all_events(&*store).await;
+    assert_eq!(
+        all.len(),
+        before.events.len() + 1,
+        "$all after one append after reopen"
+    );
+    assert_eq!(
+        all[..before.events.len()],
+        before.events[..],
+        "$all after reopen: the events stored before come first, unchanged"
+    );
+    let last = &all[before.events.len()];
+    assert_eq!(
+        (&last.stream, last.version, last.position),
+        (&s, next.first_version, next.first_position),
+        "$all after reopen ends with the event appended after reopen"
     );
 }
 

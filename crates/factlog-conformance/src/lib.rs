@@ -16,8 +16,25 @@
 //! compare their results against it.
 //!
 //! Each case opens its own fresh store, so the cases are independent and may run in parallel.
-//! The cases assume [`factlog_store::Ordering::Total`]: a backend that orders `$all` only per
-//! partition needs relaxed versions of the `$all`-ordering checks.
+//!
+//! Every case runs on every backend, whatever its [`factlog_store::EventStore::ordering`]. The
+//! cases that depend on the order of `$all` ask the store and check the promise of its ordering:
+//! - [`Ordering::Total`](factlog_store::Ordering::Total): positions are comparable everywhere;
+//!   they strictly increase along `$all` and across appends, `recorded_at` never decreases along
+//!   `$all`, and `end_position` is past every event's position.
+//! - [`Ordering::PerPartition`](factlog_store::Ordering::PerPartition): positions are comparable
+//!   only within a stream, where they strictly increase with the version (and `recorded_at`
+//!   never decreases); positions of different streams are only distinct. Order across streams is
+//!   checked on `$all` as read on the node instead: one client's one-after-another appends appear
+//!   in append order, and "from", "after" and "as of" an event's position mean "at that event in
+//!   this order". `end_position` is a node-local mark: it is no event's position, it changes when
+//!   events are appended, and reading `$all` from it gives exactly what was appended since.
+//!
+//! The branches live in shared helpers (`support.rs`: `assert_store_order`,
+//! `assert_position_before`, `assert_in_append_order`, `events_at_or_after`, `events_after`,
+//! `assert_end_moved`, `assert_end_after`), so a case states each promise once.
+//! `tests/per_partition.rs` runs the suite on the model dressed as a per-partition store, and
+//! `tests/mutants.rs` checks that the per-partition checks still catch faults.
 
 mod append;
 mod idempotency;

@@ -1,13 +1,13 @@
 //! Cases for multi-stream appends (`append_multi`): results in order, all or nothing across
 //! streams, and the refusals of malformed calls (a stream twice, no events).
 
-use factlog_store::{AppendError, EventStore, ExpectedVersion, StreamAppend};
+use factlog_store::{AppendError, EventStore, ExpectedVersion, ReadAll, StreamAppend};
 
 use crate::Backend;
 use crate::support::{
-    append_err, append_multi_err, append_ok, assert_append_stored, assert_store_order,
-    assert_stream_missing, assert_unchanged, assert_wrong_version, events, read_all_events,
-    snapshot, stream,
+    append_err, append_multi_err, append_ok, assert_append_stored, assert_end_moved,
+    assert_position_before, assert_store_order, assert_stream_missing, assert_unchanged,
+    assert_wrong_version, events, read_all_events, snapshot, stream,
 };
 
 /// One result per part, in the order of the parts, each describing that part's events; new and
@@ -58,7 +58,13 @@ pub async fn append_multi_in_order<B: Backend>(b: &B) {
         before.events.len() + 6,
         "every event of every part is stored"
     );
-    assert_store_order(&all, "$all after a multi-stream append");
+    let ordering = store.ordering();
+    assert_store_order(&all, ordering, "$all after a multi-stream append");
+    assert_eq!(
+        all[..before.events.len()],
+        before.events[..],
+        "a multi-stream append is stored after what was there: $all must begin with the events stored before it"
+    );
     for (part, result) in parts.iter().zip(&results) {
         assert_append_stored(
             &all,
@@ -67,10 +73,14 @@ pub async fn append_multi_in_order<B: Backend>(b: &B) {
             result,
             &format!("part for {}", part.stream),
         );
-        assert!(
-            result.first_position > before.events.last().expect("setup").position,
-            "a multi-stream append is stored after what was there: {result:?}"
-        );
+        for e in &before.events {
+            assert_position_before(
+                ordering,
+                (&e.stream, e.position),
+                (&part.stream, result.first_position),
+                &format!("a multi-stream append is stored after what was there: {result:?}"),
+            );
+        }
     }
     assert_eq!(
         (results[0].first_version, results[0].last_version),
@@ -87,9 +97,16 @@ pub async fn append_multi_in_order<B: Backend>(b: &B) {
         (0, 1),
         "new stream multi-a"
     );
-    assert!(
-        store.end_position().await.expect("end_position") > before.end,
-        "end_position moves"
+    let end = store.end_position().await.expect("end_position");
+    assert_end_moved(ordering, before.end, end, "a multi-stream append");
+    let since = store
+        .read_all(ReadAll::forward().from_position(before.end))
+        .await
+        .expect("read_all from the end_position before the append");
+    assert_eq!(
+        since,
+        all[before.events.len()..],
+        "read_all from the end_position before a multi-stream append returns exactly its events"
     );
 }
 

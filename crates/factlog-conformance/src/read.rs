@@ -15,8 +15,8 @@ use factlog_store::{
 
 use crate::Backend;
 use crate::support::{
-    append_err, append_ok, assert_store_order, assert_unchanged, event, events, read_all_events,
-    snapshot, stream,
+    append_err, append_ok, assert_end_after, assert_end_moved, assert_store_order,
+    assert_unchanged, event, events, events_at_or_after, read_all_events, snapshot, stream,
 };
 
 /// Fills a store with a main stream of 10 events interleaved with other streams, event types and
@@ -61,7 +61,7 @@ async fn populate<S: EventStore + ?Sized>(store: &S, main: &StreamName) -> Vec<R
         }
     }
     let all = read_all_events(store).await;
-    assert_store_order(&all, "populated $all");
+    assert_store_order(&all, store.ordering(), "populated $all");
     all
 }
 
@@ -474,11 +474,9 @@ pub async fn read_all_filters<B: Backend>(b: &B) {
             ReadAll::forward().from_position(mid).filter(filter.clone()),
         )
         .await;
-        let after: Vec<RecordedEvent> = matching
-            .iter()
-            .filter(|e| e.position >= mid)
-            .cloned()
-            .collect();
+        // At or after `mid` in the store's order (by position value, or with a per-partition
+        // order by `$all` as read).
+        let after = events_at_or_after(store.ordering(), &all, &matching, mid);
         assert_eq!(
             got, after,
             "{what}, from the position {mid} of an event that may not match"
@@ -682,16 +680,16 @@ pub async fn end_position_moves_with_appends<B: Backend>(b: &B) {
         "first",
     )
     .await;
+    let ordering = store.ordering();
     let end1 = store.end_position().await.expect("end_position");
-    assert!(
-        end1 > end0,
-        "end_position must move on append: {end0:?} then {end1:?}"
+    assert_end_moved(ordering, end0, end1, "the first append");
+    let all1 = read_all_events(&*store).await;
+    assert_eq!(
+        all1.last().map(|e| e.position),
+        Some(r1.last_position),
+        "the first append's last event ends $all"
     );
-    assert!(
-        end1 > r1.last_position,
-        "end_position {end1:?} must be after the last event {:?}",
-        r1.last_position
-    );
+    assert_end_after(ordering, &all1, end1, "after the first append");
     let new = read_all(&*store, ReadAll::forward().from_position(end0)).await;
     assert_eq!(
         new.len(),
@@ -732,10 +730,7 @@ pub async fn end_position_moves_with_appends<B: Backend>(b: &B) {
         .await
         .expect("multi-stream append");
     let end2 = store.end_position().await.expect("end_position");
-    assert!(
-        end2 > end1,
-        "end_position must move on a multi-stream append"
-    );
+    assert_end_moved(ordering, end1, end2, "a multi-stream append");
     let new = read_all(&*store, ReadAll::forward().from_position(end1)).await;
     let all = read_all_events(&*store).await;
     assert_eq!(
@@ -743,10 +738,7 @@ pub async fn end_position_moves_with_appends<B: Backend>(b: &B) {
         all[2..].to_vec(),
         "read_all from the old end_position returns exactly the new events"
     );
-    assert!(
-        all.iter().all(|e| e.position < end2),
-        "end_position must be after every event"
-    );
+    assert_end_after(ordering, &all, end2, "after a multi-stream append");
     assert_eq!(
         read_all(&*store, ReadAll::forward().from_position(end2)).await,
         vec![],

@@ -5,13 +5,14 @@
 //! that the same check runs on every backend. "Nothing was written" is therefore checked as
 //! "`$all` and `end_position` are exactly what they were before".
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
 use factlog_store::{
     AllFrom, AppendError, AppendResult, ContentType, EventStore, EventType, ExpectedVersion,
-    NewEvent, Position, ReadAll, ReadError, ReadStream, RecordedEvent, StreamName, Subscription,
-    Version,
+    NewEvent, Ordering, Position, ReadAll, ReadError, ReadStream, RecordedEvent, StreamName,
+    Subscription, Version,
 };
 use futures::StreamExt;
 
@@ -217,28 +218,72 @@ pub(crate) async fn assert_unchanged<S: EventStore + ?Sized>(
     );
 }
 
-/// The order promises of a whole `$all`: positions strictly increase, `recorded_at` never
-/// decreases, and each stream's versions are 0, 1, 2, ... in `$all` order.
-pub(crate) fn assert_store_order(events: &[RecordedEvent], what: &str) {
-    let mut next_version: std::collections::HashMap<&StreamName, Version> = Default::default();
-    let mut ids = std::collections::HashSet::new();
+/// The order promises of a whole `$all` (as read forward on one node), for the backend's
+/// [`Ordering`]:
+/// - [`Ordering::Total`]: positions strictly increase along `$all`, and `recorded_at` never
+///   decreases along `$all`.
+/// - [`Ordering::PerPartition`]: positions of different streams are not comparable, so only each
+///   stream's positions must strictly increase (in `$all` order, which is its version order),
+///   each stream's `recorded_at` must never decrease, and no two events may share a position
+///   (a position names one event).
+///
+/// With either ordering, each stream's versions are 0, 1, 2, ... in `$all` order, and every event
+/// has its own, non-nil id.
+pub(crate) fn assert_store_order(events: &[RecordedEvent], ordering: Ordering, what: &str) {
+    let mut next_version: HashMap<&StreamName, Version> = HashMap::new();
+    let mut last_of_stream: HashMap<&StreamName, &RecordedEvent> = HashMap::new();
+    let mut positions: HashSet<Position> = HashSet::new();
+    let mut ids = HashSet::new();
     for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            let prev = &events[i - 1];
-            assert!(
-                prev.position < e.position,
-                "{what}: positions must strictly increase along $all, but {:?} is followed by {:?}",
-                prev.position,
-                e.position
-            );
-            assert!(
-                prev.recorded_at <= e.recorded_at,
-                "{what}: recorded_at must never decrease along $all, but event at {} ({:?}) is followed by event at {} ({:?})",
-                prev.position,
-                prev.recorded_at,
-                e.position,
-                e.recorded_at
-            );
+        match ordering {
+            Ordering::Total => {
+                if i > 0 {
+                    let prev = &events[i - 1];
+                    assert!(
+                        prev.position < e.position,
+                        "{what}: positions must strictly increase along $all, but {:?} is followed by {:?}",
+                        prev.position,
+                        e.position
+                    );
+                    assert!(
+                        prev.recorded_at <= e.recorded_at,
+                        "{what}: recorded_at must never decrease along $all, but event at {} ({:?}) is followed by event at {} ({:?})",
+                        prev.position,
+                        prev.recorded_at,
+                        e.position,
+                        e.recorded_at
+                    );
+                }
+            }
+            Ordering::PerPartition => {
+                assert!(
+                    positions.insert(e.position),
+                    "{what}: the position {:?} of {}@{} is also the position of an earlier event of $all",
+                    e.position,
+                    e.stream,
+                    e.version
+                );
+                if let Some(prev) = last_of_stream.insert(&e.stream, e) {
+                    assert!(
+                        prev.position < e.position,
+                        "{what}: positions must strictly increase within stream {}, but version {} at {:?} is followed by version {} at {:?}",
+                        e.stream,
+                        prev.version,
+                        prev.position,
+                        e.version,
+                        e.position
+                    );
+                    assert!(
+                        prev.recorded_at <= e.recorded_at,
+                        "{what}: recorded_at must never decrease within stream {}, but version {} ({:?}) is followed by version {} ({:?})",
+                        e.stream,
+                        prev.version,
+                        prev.recorded_at,
+                        e.version,
+                        e.recorded_at
+                    );
+                }
+            }
         }
         let expected = next_version.entry(&e.stream).or_insert(0);
         assert_eq!(
@@ -257,6 +302,171 @@ pub(crate) fn assert_store_order(events: &[RecordedEvent], what: &str) {
             "{what}: event at {} has the nil id",
             e.position
         );
+    }
+}
+
+/// Asserts that the event at position `a` of stream `a_stream` is stored before the event at
+/// position `b` of stream `b_stream`, as far as positions can tell for the backend's
+/// [`Ordering`]: under [`Ordering::Total`], `a < b`. Under [`Ordering::PerPartition`], `a < b`
+/// when both are of the same stream; positions of different streams are not comparable, so then
+/// only `a != b` (they name two events). Cases whose events were appended one after another by
+/// one client check the order across streams on `$all` as read (see
+/// [`assert_in_append_order`]), which is where a per-partition backend keeps it.
+pub(crate) fn assert_position_before(
+    ordering: Ordering,
+    (a_stream, a): (&StreamName, Position),
+    (b_stream, b): (&StreamName, Position),
+    what: &str,
+) {
+    match ordering {
+        Ordering::PerPartition if a_stream != b_stream => assert_ne!(
+            a, b,
+            "{what}: an event of {a_stream} and an event of {b_stream} have the same position"
+        ),
+        _ => assert!(
+            a < b,
+            "{what}: the event of {a_stream} at {a:?} must be before the event of {b_stream} at {b:?}, by position"
+        ),
+    }
+}
+
+/// Asserts that `$all` as read, `all`, holds exactly the events of `appends` (stream and
+/// versions of each append's result) in the order they were appended, each append's events in
+/// version order. Holds with either [`Ordering`] when one client made the appends one after
+/// another: a per-partition backend's node-local order is then the append order.
+pub(crate) fn assert_in_append_order(
+    all: &[RecordedEvent],
+    appends: &[(StreamName, AppendResult)],
+    what: &str,
+) {
+    let expected: Vec<(&StreamName, Version)> = appends
+        .iter()
+        .flat_map(|(s, r)| (r.first_version..=r.last_version).map(move |v| (s, v)))
+        .collect();
+    let got: Vec<(&StreamName, Version)> = all.iter().map(|e| (&e.stream, e.version)).collect();
+    if let Some(i) = (0..got.len().max(expected.len())).find(|&i| got.get(i) != expected.get(i)) {
+        panic!(
+            "{what}: $all must hold the appended events in the order they were appended; first difference at index {i}: $all has {:?}, the appends had {:?}",
+            got.get(i),
+            expected.get(i)
+        );
+    }
+}
+
+/// The events of `events` (a subsequence of `all`, in `all`'s order) that come at or after
+/// (`inclusive`) or strictly after the event of `all` at position `p`, in the store's order:
+/// under [`Ordering::Total`] by position value; under [`Ordering::PerPartition`], where positions
+/// of different streams are not comparable, by `all`, this node's `$all` read forward ("this
+/// node's order at that event"), which must hold an event at `p`.
+fn from_event(
+    ordering: Ordering,
+    all: &[RecordedEvent],
+    events: &[RecordedEvent],
+    p: Position,
+    inclusive: bool,
+) -> Vec<RecordedEvent> {
+    match ordering {
+        Ordering::Total => events
+            .iter()
+            .filter(|e| {
+                if inclusive {
+                    e.position >= p
+                } else {
+                    e.position > p
+                }
+            })
+            .cloned()
+            .collect(),
+        Ordering::PerPartition => {
+            let index: HashMap<Position, usize> = all
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.position, i))
+                .collect();
+            let at = *index
+                .get(&p)
+                .unwrap_or_else(|| panic!("{p:?} is the position of no event of $all as read"));
+            events
+                .iter()
+                .filter(|e| {
+                    let i = *index.get(&e.position).unwrap_or_else(|| {
+                        panic!(
+                            "{}@{} at {:?} is not in $all as read",
+                            e.stream, e.version, e.position
+                        )
+                    });
+                    if inclusive { i >= at } else { i > at }
+                })
+                .cloned()
+                .collect()
+        }
+    }
+}
+
+/// The events of `events` at or after the event of `all` at `p`; see [`from_event`].
+pub(crate) fn events_at_or_after(
+    ordering: Ordering,
+    all: &[RecordedEvent],
+    events: &[RecordedEvent],
+    p: Position,
+) -> Vec<RecordedEvent> {
+    from_event(ordering, all, events, p, true)
+}
+
+/// The events of `events` strictly after the event of `all` at `p`; see [`from_event`].
+pub(crate) fn events_after(
+    ordering: Ordering,
+    all: &[RecordedEvent],
+    events: &[RecordedEvent],
+    p: Position,
+) -> Vec<RecordedEvent> {
+    from_event(ordering, all, events, p, false)
+}
+
+/// Asserts that `end_position` moved from `old` to `new` over an append. Under
+/// [`Ordering::Total`] end positions grow. Under [`Ordering::PerPartition`] an end position is a
+/// node-local mark whose value means nothing, so only `new != old`; the cases check what the
+/// marks are for (reading `$all` from the old one returns exactly the new events, from the new
+/// one nothing) with either ordering.
+pub(crate) fn assert_end_moved(ordering: Ordering, old: Position, new: Position, what: &str) {
+    match ordering {
+        Ordering::Total => assert!(
+            new > old,
+            "{what}: end_position must move forward on append: {old:?} then {new:?}"
+        ),
+        Ordering::PerPartition => assert_ne!(
+            new, old,
+            "{what}: end_position must move on append, but stayed at {old:?}"
+        ),
+    }
+}
+
+/// Asserts that `end` (an `end_position`) is after every event of `events`. Under
+/// [`Ordering::Total`] by value. Under [`Ordering::PerPartition`] the end is a node-local mark,
+/// not comparable with event positions, so only: it is no event's position (reading `$all` from
+/// an event's position would return that event); the cases also check that reading from `end`
+/// returns nothing.
+pub(crate) fn assert_end_after(
+    ordering: Ordering,
+    events: &[RecordedEvent],
+    end: Position,
+    what: &str,
+) {
+    for e in events {
+        match ordering {
+            Ordering::Total => assert!(
+                e.position < end,
+                "{what}: end_position {end:?} must be after the event {}@{} at {:?}",
+                e.stream,
+                e.version,
+                e.position
+            ),
+            Ordering::PerPartition => assert_ne!(
+                e.position, end,
+                "{what}: end_position {end:?} is the position of the event {}@{}, but must be past every event",
+                e.stream, e.version
+            ),
+        }
     }
 }
 
@@ -376,10 +586,13 @@ pub(crate) fn assert_same_events(got: &[RecordedEvent], expected: &[RecordedEven
             format!("{}@{} ({}, id {})", e.stream, e.version, e.position, e.id)
         })
     };
+    // Named by where the event got turns up in the expected sequence, not by comparing
+    // positions: positions of different streams need not be comparable (per-partition order).
     let kind = match (got.get(i), expected.get(i)) {
-        (Some(g), Some(e)) if g.position > e.position => "a gap (an event was skipped)",
-        (Some(g), Some(e)) if g.position < e.position => "a duplicate or out-of-order event",
-        (Some(_), Some(_)) => "the same position with other content",
+        (Some(g), Some(e)) if g.position == e.position => "the same position with other content",
+        (Some(g), Some(_)) if expected[i + 1..].contains(g) => "a gap (an event was skipped)",
+        (Some(g), Some(_)) if expected[..i].contains(g) => "a duplicate or out-of-order event",
+        (Some(_), Some(_)) => "an event that was not expected here at all",
         (Some(_), None) => "extra events",
         (None, _) => "missing events",
     };

@@ -1,9 +1,10 @@
 //! Cases for time travel: reads `as_of` a position or a time see exactly the events stored at
 //! that point, in both directions, with starts, limits and filters.
 //!
-//! Expectations come from the events' own positions and `recorded_at`, never from the wall clock
-//! (a backend may run on a fixed test clock). A few short sleeps only make distinct timestamps
-//! likely, so that the time case is not degenerate; no assertion depends on them.
+//! Expectations come from the events' own positions (with a per-partition order, from their place
+//! in `$all` as read, which is what a position means there) and `recorded_at`, never from the
+//! wall clock (a backend may run on a fixed test clock). A few short sleeps only make distinct
+//! timestamps likely, so that the time case is not degenerate; no assertion depends on them.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,7 +15,9 @@ use factlog_store::{
 };
 
 use crate::Backend;
-use crate::support::{append_ok, assert_store_order, events, read_all_events, stream};
+use crate::support::{
+    append_ok, assert_store_order, events, events_at_or_after, read_all_events, stream,
+};
 
 const STREAMS: [&str; 3] = ["tt-a", "tt-b", "other-1"];
 
@@ -63,8 +66,9 @@ async fn populate<S: EventStore + ?Sized>(store: &S) -> Vec<RecordedEvent> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all = read_all_events(store).await;
-    // recorded_at never decreases along $all; time travel by time relies on it.
-    assert_store_order(&all, "$all of the time travel case");
+    // recorded_at never decreases along $all (with a per-partition order: within each stream);
+    // the expectations of time travel by time are computed from it.
+    assert_store_order(&all, store.ordering(), "$all of the time travel case");
     all
 }
 
@@ -115,11 +119,8 @@ async fn check_as_of<S: EventStore + ?Sized>(store: &S, as_of: AsOf, visible: &[
         "{what}: read_all filtered"
     );
     if let Some(mid) = visible.get(visible.len() / 2) {
-        let from_mid: Vec<RecordedEvent> = visible
-            .iter()
-            .filter(|e| e.position >= mid.position)
-            .cloned()
-            .collect();
+        // `visible` is in `$all` order, so it also serves as the order of a per-partition store.
+        let from_mid = events_at_or_after(store.ordering(), visible, visible, mid.position);
         assert_eq!(
             read(ReadAll::forward().from_position(mid.position).as_of(as_of)).await,
             from_mid,
@@ -188,7 +189,8 @@ async fn read_stream_as_of<S: EventStore + ?Sized>(
     }
 }
 
-/// `AsOf::Position(p)` sees exactly the events at or before `p`, also after more appends.
+/// `AsOf::Position(p)` sees exactly the events at or before `p` (with a per-partition order: at or
+/// before the event at `p` in this node's `$all`), also after more appends.
 pub async fn as_of_position<B: Backend>(b: &B) {
     let store = b.open().await;
     let all = populate(&*store).await;
@@ -255,7 +257,7 @@ pub async fn as_of_time<B: Backend>(b: &B) {
     )
     .await;
     let now_all = read_all_events(&*store).await;
-    assert_store_order(&now_all, "$all after later appends");
+    assert_store_order(&now_all, store.ordering(), "$all after later appends");
     let before_last = *times.iter().rev().nth(1).unwrap_or(&first);
     let visible: Vec<RecordedEvent> = now_all
         .iter()

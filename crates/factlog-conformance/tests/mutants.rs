@@ -4,6 +4,12 @@
 //!
 //! The wrapper without a fault runs the whole suite too, so a failure below is the fault's doing
 //! and not the wrapper's.
+//!
+//! The same faults behind the per-partition wrapper of `common` (which `tests/per_partition.rs`
+//! runs the whole suite on) check that the checks of a per-partition order still catch them, and
+//! the wrapper's own faults check the promises only a per-partition store can break.
+
+mod common;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,6 +23,8 @@ use factlog_store::{
     StreamInfo, StreamName, StreamPage, SubscribeFrom, Subscription, Timestamp, Version,
 };
 use futures::{FutureExt, StreamExt};
+
+use common::{PartitionFault, PartitionedBackend};
 
 /// One way a backend can be wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,4 +440,65 @@ must_fail! {
     skip_concurrent: SkipInSubscription => subscribe_all_concurrent_writers;
     end_is_start_all: EndIsStart => subscribe_all_from_end;
     end_is_start_stream: EndIsStart => subscribe_stream_from_start_after_end;
+}
+
+/// `$name`: the case `$case` must fail on the stores of `$backend`, which have a fault.
+macro_rules! must_fail_on {
+    ($($name:ident: $backend:expr => $case:ident $(($arg:expr))?;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let backend = $backend;
+                let outcome = AssertUnwindSafe(factlog_conformance::$case(&backend $(, $arg)?))
+                    .catch_unwind()
+                    .await;
+                assert!(
+                    outcome.is_err(),
+                    "the case {} passed on the faulty per-partition store {}",
+                    stringify!($case),
+                    stringify!($backend)
+                );
+            }
+        )+
+    };
+}
+
+/// A fault of the model behind the per-partition wrapper.
+fn partitioned(fault: Fault) -> PartitionedBackend<FaultyBackend> {
+    PartitionedBackend::new(FaultyBackend::new(fault))
+}
+
+/// A fault of the per-partition wrapper itself, around a correct model.
+fn per_partition(fault: PartitionFault) -> PartitionedBackend<ModelBackend> {
+    PartitionedBackend::with_fault(ModelBackend::new(), fault)
+}
+
+// Faults the cases must still catch with the checks of a per-partition order. (Time travel by
+// time is the wrapper's own, so the model's `AsOf::Time` faults never reach a reader.)
+must_fail_on! {
+    partitioned_exclusive_from: partitioned(Fault::ExclusiveFrom) => read_all_forward_backward;
+    partitioned_exclusive_from_filters: partitioned(Fault::ExclusiveFrom) => read_all_filters;
+    partitioned_ignore_filter: partitioned(Fault::IgnoreFilter) => read_all_filters;
+    partitioned_ignore_as_of_position: partitioned(Fault::IgnoreAsOf) => as_of_position;
+    partitioned_backward_stream_as_of: partitioned(Fault::BackwardStreamForward) => as_of_position;
+    partitioned_end_at_last_event: partitioned(Fault::EndAtLastEvent) => end_position_moves_with_appends;
+    partitioned_forget_on_reopen: partitioned(Fault::ForgetOnReopen) => idempotent_retry_after_reopen;
+    partitioned_stream_info_count: partitioned(Fault::StreamInfoCount) => stream_info_matches_events;
+    partitioned_duplicate_after: partitioned(Fault::DuplicateInSubscription) => subscribe_all_after_position;
+    partitioned_duplicate_filtered: partitioned(Fault::DuplicateInSubscription) => subscribe_all_filtered;
+    partitioned_duplicate_concurrent: partitioned(Fault::DuplicateInSubscription) => subscribe_all_concurrent_writers;
+    partitioned_skip_concurrent: partitioned(Fault::SkipInSubscription) => subscribe_all_concurrent_writers;
+}
+
+// Faults only a per-partition store can have.
+must_fail_on! {
+    positions_descend: per_partition(PartitionFault::PositionsDescend) => append_result_versions_and_positions;
+    positions_descend_populated: per_partition(PartitionFault::PositionsDescend) => read_stream_forward_backward;
+    positions_descend_reopen: per_partition(PartitionFault::PositionsDescend) => idempotent_retry_after_reopen;
+    recorded_at_back: per_partition(PartitionFault::RecordedAtBackInStream) => stream_info_matches_events;
+    recorded_at_back_as_of_time: per_partition(PartitionFault::RecordedAtBackInStream) => as_of_time;
+    all_by_value: per_partition(PartitionFault::AllByPositionValue) => append_result_versions_and_positions;
+    all_by_value_multi: per_partition(PartitionFault::AllByPositionValue) => append_multi_in_order;
+    all_by_value_reopen: per_partition(PartitionFault::AllByPositionValue) => idempotent_retry_after_reopen;
+    all_by_value_subscribed: per_partition(PartitionFault::AllByPositionValue) => subscribe_all_filtered;
 }

@@ -43,6 +43,8 @@ pub(crate) struct Catalog {
     reader: Mutex<BaseConsumer>,
     producer: FutureProducer,
     known: Mutex<Known>,
+    /// Set when this node registered a category, so its replica follows the new topic at once.
+    registered: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -76,6 +78,7 @@ impl Catalog {
             reader: Mutex::new(reader),
             producer,
             known: Mutex::new(Known::default()),
+            registered: std::sync::atomic::AtomicBool::new(false),
         };
         let o = &catalog.options;
         catalog
@@ -213,6 +216,17 @@ impl Catalog {
         }
     }
 
+    /// Whether this node registered a category since the last call.
+    pub fn take_registered(&self) -> bool {
+        self.registered
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// The next catalog offset this node has not read.
+    pub fn next_offset(&self) -> i64 {
+        self.known.lock().next_offset
+    }
+
     pub fn id(&self, category: &str) -> Option<u32> {
         self.known.lock().by_name.get(category).copied()
     }
@@ -258,6 +272,8 @@ impl Catalog {
             .await
             .map_err(|(e, _)| KafkaError::Kafka(format!("registering category {category}: {e}")))?;
         self.refresh().await?;
+        self.registered
+            .store(true, std::sync::atomic::Ordering::Release);
         self.id(category).ok_or_else(|| {
             KafkaError::Kafka(format!("category {category} was registered but not read back"))
         })

@@ -244,6 +244,7 @@ impl Replica {
             .create()
             .map_err(KafkaError::client("the replica consumer"))?;
         let replica = self.clone();
+        let catalog_topic = options.catalog_topic();
         std::thread::Builder::new()
             .name("factlog-replica".into())
             .spawn(move || {
@@ -258,6 +259,9 @@ impl Replica {
                     pending: Vec::new(),
                     pending_bytes: 0,
                     last_sync: None,
+                    catalog_topic,
+                    catalog_changed: false,
+                    catalog_followed: false,
                 };
                 if let Err(e) = follower.run() {
                     tracing::error!(error = %e, "replication stopped");
@@ -293,16 +297,24 @@ struct Follower {
     pending: Vec<(Slot, RecordedEvent)>,
     pending_bytes: usize,
     last_sync: Option<Instant>,
+    catalog_topic: String,
+    catalog_changed: bool,
+    catalog_followed: bool,
 }
 
 impl Follower {
     fn run(&mut self) -> Result<(), KafkaError> {
         while !self.replica.stop.load(Ordering::Relaxed) {
-            if self
-                .last_sync
-                .is_none_or(|t| t.elapsed() > Duration::from_millis(200))
+            // New categories: when the catalog topic (followed by this consumer too) has a
+            // new record, and every few seconds as a safety net.
+            if self.catalog_changed
+                || self.catalog.take_registered()
+                || self
+                    .last_sync
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
             {
                 self.sync_assignment()?;
+                self.catalog_changed = false;
                 self.last_sync = Some(Instant::now());
             }
             // Drain what is already fetched without waiting; apply as soon as nothing is left.
@@ -323,6 +335,10 @@ impl Follower {
                     self.update_positions();
                 }
                 Some(Ok(m)) => {
+                    if m.topic() == self.catalog_topic {
+                        self.catalog_changed = true;
+                        continue;
+                    }
                     let Some(&category) = self.topics.get(m.topic()) else {
                         continue;
                     };
@@ -401,6 +417,16 @@ impl Follower {
                     .expect("a valid partition");
                 self.assigned.insert(slot, ());
             }
+        }
+        if !self.catalog_followed {
+            // From where the catalog was just read: any later registration wakes a sync.
+            tpl.add_partition_offset(
+                &self.catalog_topic,
+                0,
+                Offset::Offset(self.catalog.next_offset()),
+            )
+            .expect("a valid partition");
+            self.catalog_followed = true;
         }
         if tpl.count() > 0 {
             self.consumer

@@ -27,7 +27,10 @@ use factlog_store::{
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
@@ -114,7 +117,7 @@ impl ShardWriter {
     fn serve(&self) -> Result<(), KafkaError> {
         let node = &self.node;
         let k = self.partition;
-        let producer: FutureProducer = node
+        let producer: TxnProducer = node
             .options
             .client_config()
             .set("transactional.id", node.options.transactional_id(k))
@@ -123,7 +126,12 @@ impl ShardWriter {
             .set("linger.ms", "1")
             .set("message.max.bytes", "20971520")
             .set("transaction.timeout.ms", "30000")
-            .create()
+            // A transaction that adds a partition whose previous commit markers are still
+            // being written is refused (CONCURRENT_TRANSACTIONS) and retried after this
+            // backoff; librdkafka's 100 ms default would cap a busy shard at ~10 commits/s.
+            .set("retry.backoff.ms", "5")
+            .set("retry.backoff.max.ms", "100")
+            .create_with_context(TxnContext::default())
             .map_err(KafkaError::client("the transactional producer"))?;
         producer
             .init_transactions(Duration::from_secs(30))
@@ -134,6 +142,7 @@ impl ShardWriter {
         self.ready.store(true, Ordering::Release);
 
         let mut carried: Vec<Job> = Vec::new();
+        let mut overlay = Overlay::default();
         let mut last_recorded_at = Timestamp::UNIX_EPOCH;
         while self.owned.load(Ordering::Acquire) {
             let mut jobs = std::mem::take(&mut carried);
@@ -157,7 +166,7 @@ impl ShardWriter {
                 return Ok(());
             }
             last_recorded_at = Timestamp::now().max(last_recorded_at);
-            carried = self.write_batch(&producer, jobs, last_recorded_at)?;
+            carried = self.write_batch(&producer, &mut overlay, jobs, last_recorded_at)?;
         }
         Ok(())
     }
@@ -189,13 +198,13 @@ impl ShardWriter {
     /// that retry an append of this batch: they are answered once it is in the replica).
     fn write_batch(
         &self,
-        producer: &FutureProducer,
+        producer: &TxnProducer,
+        overlay: &mut Overlay,
         jobs: Vec<Job>,
         recorded_at: Timestamp,
     ) -> Result<Vec<Job>, KafkaError> {
-        let node = &self.node;
         let k = self.partition;
-        let replica = &node.replica;
+        overlay.prune(&self.node.replica);
         let now_ms = Timestamp::now().unix_micros() / 1000;
 
         // 1. Check each job against the replica and the jobs accepted before it.
@@ -220,7 +229,7 @@ impl ShardWriter {
                 carried.push(job);
                 continue;
             }
-            match self.check(&job, &mut versions)? {
+            match self.check(&job, overlay, &mut versions)? {
                 Checked::Retry(results) => refused.push((job, Ok(results))),
                 Checked::Refused(e) => refused.push((job, Err(e))),
                 Checked::Accepted(firsts) => {
@@ -245,20 +254,11 @@ impl ShardWriter {
         let outcome = self.transaction(producer, &accepted, &refused, recorded_at);
         match outcome {
             Ok(results) => {
-                let mut targets: HashMap<Slot, i64> = HashMap::new();
-                for r in results.iter().flatten() {
-                    if let KafkaPosition::Event { slot, offset } =
-                        KafkaPosition::decode(r.last_position)
-                    {
-                        let t = targets.entry(slot).or_default();
-                        *t = (*t).max(offset as i64 + 1);
-                    }
+                // Until the replica holds them, this writer's own appends are checked
+                // against the overlay.
+                for ((job, _), results) in accepted.iter().zip(&results) {
+                    overlay.record(job, results, recorded_at);
                 }
-                let targets: Vec<_> = targets.into_iter().collect();
-                // The next batch is checked against the replica: it must hold this one.
-                node.runtime.block_on(
-                    replica.wait_for(&targets, Duration::from_secs(60)),
-                )?;
                 for ((job, _), results) in accepted.into_iter().zip(results) {
                     job.answer(Ok(results));
                 }
@@ -300,12 +300,16 @@ impl ShardWriter {
     fn check(
         &self,
         job: &Job,
+        overlay: &Overlay,
         versions: &mut HashMap<StreamName, Option<Version>>,
     ) -> Result<Checked, KafkaError> {
         let node = &self.node;
         let replica = &node.replica;
         let rt = &node.runtime;
         let lookup = |id: EventId| -> Result<Option<RecordedEvent>, AppendError> {
+            if let Some(event) = overlay.events.get(&id) {
+                return Ok(Some(event.0.clone()));
+            }
             rt.block_on(replica.store.read_event_by_id(id))
                 .map(|e| e.map(Replica::to_api))
                 .map_err(|e| AppendError::Backend(e.to_string()))
@@ -328,8 +332,12 @@ impl ShardWriter {
         }
         let mut firsts = Vec::new();
         for part in &job.appends {
-            let current = match versions.get(&part.stream) {
-                Some(v) => *v,
+            let current = match versions
+                .get(&part.stream)
+                .copied()
+                .or_else(|| overlay.streams.get(&part.stream).map(|v| Some(v.0)))
+            {
+                Some(v) => v,
                 None => {
                     let info = rt
                         .block_on(replica.store.stream_info(&part.stream))
@@ -354,7 +362,7 @@ impl ShardWriter {
 
     fn transaction(
         &self,
-        producer: &FutureProducer,
+        producer: &TxnProducer,
         accepted: &[(Job, Vec<(Version, usize)>)],
         refused: &[(Job, Result<Vec<AppendResult>, AppendError>)],
         recorded_at: Timestamp,
@@ -362,16 +370,18 @@ impl ShardWriter {
         let node = &self.node;
         let k = self.partition;
         producer.begin_transaction().map_err(classify)?;
+        producer.context().reports.lock().clear();
         let result = (|| {
-            // The events.
-            let mut deliveries = Vec::new();
+            // The events, each numbered for its delivery report.
+            let mut parts_of_jobs = Vec::new();
+            let mut n = 0usize;
             for (job, firsts) in accepted {
                 let mut parts = Vec::new();
                 for ((part, &category), &(first, _)) in
                     job.appends.iter().zip(&job.categories).zip(firsts)
                 {
                     let topic = node.topic_of(category);
-                    let mut futures = Vec::new();
+                    let start = n;
                     for (i, event) in part.events.iter().enumerate() {
                         let id = event.id.expect("filled in");
                         let mut headers = OwnedHeaders::new();
@@ -383,35 +393,33 @@ impl ShardWriter {
                                 value: Some(&value),
                             });
                         }
-                        let record = FutureRecord::to(&topic)
+                        let record = BaseRecord::with_opaque_to(&topic, n)
                             .partition(k as i32)
                             .key(part.stream.as_str())
                             .payload(event.data.as_ref())
                             .headers(headers)
                             .timestamp(recorded_at.unix_micros() / 1000);
-                        let future = producer
-                            .send_result(record)
-                            .map_err(|(e, _)| classify(e))?;
-                        futures.push(future);
+                        send(producer, record)?;
+                        n += 1;
                     }
-                    parts.push((category, first, futures));
+                    parts.push((category, first, start, n));
                 }
-                deliveries.push(parts);
+                parts_of_jobs.push(parts);
             }
+            // Serves the delivery reports on this thread, so no poller adds its wait.
+            settle(producer)?;
+            let reports = std::mem::take(&mut *producer.context().reports.lock());
+            let offset = |i: usize| -> Result<i64, Failure> {
+                match reports.get(&i) {
+                    Some(Ok(offset)) => Ok(*offset),
+                    Some(Err(e)) => Err(classify(e.clone())),
+                    None => Err(Failure::Aborted(format!("no delivery report for record {i}"))),
+                }
+            };
             let mut results = Vec::new();
-            for parts in deliveries {
+            for parts in parts_of_jobs {
                 let mut job_results = Vec::new();
-                for (category, first, futures) in parts {
-                    let n = futures.len();
-                    let mut offsets = Vec::with_capacity(n);
-                    for future in futures {
-                        let delivery = node
-                            .runtime
-                            .block_on(future)
-                            .map_err(|_| Failure::Aborted("the producer was closed".into()))?
-                            .map_err(|(e, _)| classify(e))?;
-                        offsets.push(delivery.offset);
-                    }
+                for (category, first, start, end) in parts {
                     let slot = Slot {
                         category,
                         partition: k,
@@ -425,9 +433,9 @@ impl ShardWriter {
                     };
                     job_results.push(AppendResult {
                         first_version: first,
-                        last_version: first + n as u64 - 1,
-                        first_position: position(offsets[0]),
-                        last_position: position(offsets[n - 1]),
+                        last_version: first + (end - start) as u64 - 1,
+                        first_position: position(offset(start)?),
+                        last_position: position(offset(end - 1)?),
                     });
                 }
                 results.push(job_results);
@@ -457,11 +465,11 @@ impl ShardWriter {
                     value: Some(request_id.as_bytes()),
                 });
                 let topic = node.options.replies_topic();
-                let record = FutureRecord::<str, [u8]>::to(&topic)
+                let record = BaseRecord::<str, [u8], usize>::with_opaque_to(&topic, usize::MAX)
                     .partition(*reply_partition)
                     .payload(&body)
                     .headers(headers);
-                producer.send_result(record).map_err(|(e, _)| classify(e))?;
+                send(producer, record)?;
             }
             if let Some(next) = request_offset {
                 let mut offsets = TopicPartitionList::new();
@@ -480,6 +488,7 @@ impl ShardWriter {
                     .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
                     .map_err(classify)?;
             }
+            settle(producer)?;
             producer
                 .commit_transaction(Duration::from_secs(30))
                 .map_err(classify)?;
@@ -491,6 +500,121 @@ impl ShardWriter {
             return Err(Failure::Fatal(format!("aborting: {e}")));
         }
         result
+    }
+}
+
+/// This writer's appends that the replica may not hold yet: stream versions and events by id,
+/// each with the offset the replica must reach to hold it. Checks look here first.
+#[derive(Default)]
+struct Overlay {
+    streams: HashMap<StreamName, (Version, Slot, i64)>,
+    events: HashMap<EventId, (RecordedEvent, Slot, i64)>,
+}
+
+impl Overlay {
+    fn record(&mut self, job: &Job, results: &[AppendResult], recorded_at: Timestamp) {
+        for (part, result) in job.appends.iter().zip(results) {
+            let (KafkaPosition::Event { slot, offset: first }, KafkaPosition::Event { offset: last, .. }) = (
+                KafkaPosition::decode(result.first_position),
+                KafkaPosition::decode(result.last_position),
+            ) else {
+                continue;
+            };
+            let reached = last as i64 + 1;
+            self.streams
+                .insert(part.stream.clone(), (result.last_version, slot, reached));
+            for (i, event) in part.events.iter().enumerate() {
+                let id = event.id.expect("filled in");
+                // Offsets inside one append are consecutive: one producer, one partition,
+                // one transaction (control records come only after it).
+                let position = KafkaPosition::Event {
+                    slot,
+                    offset: first + i as u64,
+                }
+                .encode();
+                let recorded = RecordedEvent {
+                    id,
+                    stream: part.stream.clone(),
+                    version: result.first_version + i as u64,
+                    position,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    content_type: event.content_type.clone(),
+                    data: event.data.clone(),
+                    metadata: event.metadata.clone(),
+                    recorded_at,
+                };
+                self.events.insert(id, (recorded, slot, reached));
+            }
+        }
+    }
+
+    /// Forgets what the replica holds now.
+    fn prune(&mut self, replica: &Replica) {
+        self.streams
+            .retain(|_, (_, slot, reached)| !replica.reached(*slot, *reached));
+        self.events
+            .retain(|_, (_, slot, reached)| !replica.reached(*slot, *reached));
+    }
+}
+
+/// The shard's transactional producer. It has no polling thread: this writer's thread serves
+/// the delivery reports (in `flush`), so a commit never waits for another poller's timeout.
+type TxnProducer = BaseProducer<TxnContext>;
+
+/// Collects the offsets of the records of the current transaction, by record number.
+#[derive(Default)]
+pub(crate) struct TxnContext {
+    reports: parking_lot::Mutex<HashMap<usize, Result<i64, RdError>>>,
+}
+
+impl ClientContext for TxnContext {}
+
+impl ProducerContext for TxnContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, record: usize) {
+        let report = match result {
+            Ok(m) => Ok(m.offset()),
+            Err((e, _)) => Err(e.clone()),
+        };
+        self.reports.lock().insert(record, report);
+    }
+}
+
+/// Waits until every record sent is acknowledged, serving delivery reports on this thread.
+/// (rdkafka's `flush` polls in steps of 100 ms, which would add up to 100 ms to a commit.)
+fn settle(producer: &TxnProducer) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::Aborted(
+                "records were not acknowledged within 30 s".into(),
+            ));
+        }
+        producer.poll(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+/// Queues a record, serving delivery reports while librdkafka's queue is full.
+fn send<K, P>(
+    producer: &TxnProducer,
+    mut record: BaseRecord<'_, K, P, usize>,
+) -> Result<(), Failure>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(5));
+                record = back;
+            }
+            Err((e, _)) => return Err(classify(e)),
+        }
     }
 }
 
