@@ -313,9 +313,18 @@ impl Follower {
                     .last_sync
                     .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
             {
-                self.sync_assignment()?;
-                self.catalog_changed = false;
-                self.last_sync = Some(Instant::now());
+                // Reading the catalog fails while the cluster changes (a broker lost, a
+                // leader moving): the replica goes on and tries again a second later.
+                match self.sync_assignment() {
+                    Ok(()) => {
+                        self.catalog_changed = false;
+                        self.last_sync = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "following new categories; retrying in 1 s");
+                        self.last_sync = Some(Instant::now() - Duration::from_secs(4));
+                    }
+                }
             }
             // Drain what is already fetched without waiting; apply as soon as nothing is left.
             let wait = if self.pending.is_empty() {
