@@ -72,6 +72,13 @@ impl Catalog {
             .set("enable.partition.eof", "false")
             .create()
             .map_err(KafkaError::client("the catalog reader"))?;
+        // Fail fast (and clearly) when no broker answers, before any topic is created.
+        if let Err(e) = reader.fetch_metadata(None, Duration::from_secs(10)) {
+            return Err(KafkaError::Kafka(format!(
+                "cannot reach the Kafka brokers {} within 10 s: {e}",
+                options.brokers
+            )));
+        }
         let catalog = Self {
             options,
             admin,
@@ -214,6 +221,16 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// The end (high watermark) of one partition.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64, KafkaError> {
+        let (_, high) = self
+            .reader
+            .lock()
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|e| KafkaError::Kafka(format!("reading the end of {topic}: {e}")))?;
+        Ok(high)
     }
 
     /// Whether this node registered a category since the last call.

@@ -148,41 +148,43 @@ impl Node {
             .map_err(|e| KafkaError::Kafka(format!("starting the reply thread: {e}")))?;
         node.threads.lock().push(thread);
 
-        let context = MembershipContext {
-            node: OnceLock::new(),
-        };
-        let _ = context.node.set(Arc::downgrade(&node));
-        let membership: BaseConsumer<MembershipContext> = options
-            .client_config()
-            .set("group.id", options.writers_group())
-            // Incremental: a rebalance moves only the partitions that change owner, so the
-            // other shards keep writing.
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                options.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                (options.session_timeout.as_millis() / 4).max(100).to_string(),
-            )
-            .set("fetch.wait.max.ms", "10")
-            .create_with_context(context)
-            .map_err(KafkaError::client("the writers' group consumer"))?;
-        membership
-            .subscribe(&[&options.requests_topic()])
-            .map_err(KafkaError::client("the writers' group consumer"))?;
-        let membership = Arc::new(membership);
-        let _ = node.membership.set(membership.clone());
-        let weak = Arc::downgrade(&node);
-        let thread = std::thread::Builder::new()
-            .name("factlog-membership".into())
-            .spawn(move || follow_requests(weak, membership))
-            .map_err(|e| KafkaError::Kafka(format!("starting the membership thread: {e}")))?;
-        node.threads.lock().push(thread);
+        if options.writer {
+            let context = MembershipContext {
+                node: OnceLock::new(),
+            };
+            let _ = context.node.set(Arc::downgrade(&node));
+            let membership: BaseConsumer<MembershipContext> = options
+                .client_config()
+                .set("group.id", options.writers_group())
+                // Incremental: a rebalance moves only the partitions that change owner, so the
+                // other shards keep writing.
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .set("auto.offset.reset", "earliest")
+                .set(
+                    "session.timeout.ms",
+                    options.session_timeout.as_millis().to_string(),
+                )
+                .set(
+                    "heartbeat.interval.ms",
+                    (options.session_timeout.as_millis() / 4).max(100).to_string(),
+                )
+                .set("fetch.wait.max.ms", "10")
+                .create_with_context(context)
+                .map_err(KafkaError::client("the writers' group consumer"))?;
+            membership
+                .subscribe(&[&options.requests_topic()])
+                .map_err(KafkaError::client("the writers' group consumer"))?;
+            let membership = Arc::new(membership);
+            let _ = node.membership.set(membership.clone());
+            let weak = Arc::downgrade(&node);
+            let thread = std::thread::Builder::new()
+                .name("factlog-membership".into())
+                .spawn(move || follow_requests(weak, membership))
+                .map_err(|e| KafkaError::Kafka(format!("starting the membership thread: {e}")))?;
+            node.threads.lock().push(thread);
+        }
         Ok(node)
     }
 

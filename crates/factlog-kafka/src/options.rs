@@ -33,6 +33,9 @@ pub struct KafkaOptions {
     pub append_timeout: Duration,
     /// The append limits, the same named limits as the embedded store's.
     pub limits: AppendLimits,
+    /// Whether this node joins the writers' group and may own partitions. A node that does not
+    /// (a backup or an export) reads from its replica and routes every append to an owner.
+    pub writer: bool,
 }
 
 impl KafkaOptions {
@@ -55,6 +58,7 @@ impl KafkaOptions {
                 append_size_bytes_max: 8 * 1024 * 1024,
                 fixed_bytes_per_event: factlog_log::FRAME_FIXED_BYTES,
             },
+            writer: true,
         }
     }
 

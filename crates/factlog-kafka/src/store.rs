@@ -89,6 +89,27 @@ impl KafkaStore {
         partition_of(stream.as_str().as_bytes(), self.options.partitions)
     }
 
+    /// Waits until this node's replica holds everything committed to the store's topics when
+    /// it is called: what a backup, an export or a check after a migration reads from.
+    pub async fn catch_up(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.catalog.refresh().await?;
+        let mut targets = Vec::new();
+        for (id, name) in self.catalog.all() {
+            let topic = self.options.topic(&name);
+            for partition in 0..self.options.partitions {
+                let high = self.catalog.high_watermark(&topic, partition as i32)?;
+                targets.push((
+                    Slot {
+                        category: id,
+                        partition,
+                    },
+                    high,
+                ));
+            }
+        }
+        self.replica.wait_for(&targets, timeout).await
+    }
+
     /// Read-your-writes for a position returned by another node: waits until this node's
     /// replica holds the event at `position`.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), KafkaError> {
