@@ -10,9 +10,11 @@
 //! Appends are taken in batches: each is checked (expected versions against the replica and
 //! the appends before it in the batch; event ids for idempotency), the accepted ones are
 //! produced in one transaction together with the replies to routed appends and the request
-//! offsets, and the transaction is committed. The writer then waits for the replica to hold
-//! what it wrote before it answers and takes the next batch, so the replica is always the
-//! complete state of the shard when a batch is checked.
+//! offsets, and the transaction is committed. What it committed stays in the writer's overlay
+//! until the replica holds it; checks look at the overlay first, so the replica plus the overlay
+//! is always the complete state of the shard when a batch is checked, without waiting for the
+//! replica between batches. (The caller's read-your-writes wait happens in the store, after
+//! the answer.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
