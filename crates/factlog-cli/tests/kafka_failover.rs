@@ -20,6 +20,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
 const EXE: &str = env!("CARGO_BIN_EXE_factlog");
+
+/// The tests of this file run one at a time: each runs several nodes (and one a cluster of
+/// its own) with session timeouts of a few seconds, which two cores could not keep together.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PARTITIONS: u32 = 2;
 
 fn brokers() -> String {
@@ -343,6 +347,7 @@ fn streams(prefix: &str, per_partition: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_of_a_node_during_writes_loses_and_duplicates_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let brokers = brokers();
     let prefix = unique_prefix("kill");
     let a = Node::start(&brokers, &prefix, "node-a");
@@ -412,6 +417,7 @@ async fn sigkill_of_a_node_during_writes_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_node_is_fenced_and_rejoins() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let brokers = brokers();
     let prefix = unique_prefix("zombie");
     let a = Node::start(&brokers, &prefix, "node-a");
@@ -539,6 +545,7 @@ impl Drop for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_one_broker_of_three_loses_no_acknowledged_event() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
     let prefix = unique_prefix("broker");
     let start = |node: &'static str| {
