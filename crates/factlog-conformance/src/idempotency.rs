@@ -7,7 +7,7 @@ use factlog_store::{AppendError, EventId, EventStore, ExpectedVersion, NewEvent,
 use crate::Backend;
 use crate::support::{
     append_err, append_multi_err, append_ok, assert_append_stored, assert_position_before,
-    assert_unchanged, event, read_all_events, snapshot, stream,
+    assert_unchanged, co_partitioned, event, read_all_events, snapshot, stream,
 };
 
 fn with_ids(first: u64, count: u64) -> Vec<NewEvent> {
@@ -103,7 +103,8 @@ pub async fn idempotent_retry_returns_original_result<B: Backend>(b: &B) {
     assert_append_stored(&before.events, &s, &batch, &original, "the original append");
 
     // A multi-stream append is retried the same way: one original result per part.
-    let (x, y) = (stream("idem-x"), stream("idem-y"));
+    let x = stream("idem-x");
+    let [y] = co_partitioned(&*store, &x, ["idem-y"]).await;
     let parts = vec![
         StreamAppend {
             stream: x.clone(),
@@ -384,14 +385,16 @@ pub async fn duplicate_event_id_in_one_append<B: Backend>(b: &B) {
     );
     assert_unchanged(&*store, &before, "an identical event twice").await;
 
+    let dup_a = stream("dup-a");
+    let [dup_b] = co_partitioned(&*store, &dup_a, ["dup-b"]).await;
     let parts = vec![
         StreamAppend {
-            stream: stream("dup-a"),
+            stream: dup_a,
             expected: ExpectedVersion::Any,
             events: vec![event("E", 0).with_id(id)],
         },
         StreamAppend {
-            stream: stream("dup-b"),
+            stream: dup_b,
             expected: ExpectedVersion::Any,
             events: vec![event("E", 1).with_id(id)],
         },

@@ -30,10 +30,23 @@
 //!   this order". `end_position` is a node-local mark: it is no event's position, it changes when
 //!   events are appended, and reading `$all` from it gives exactly what was appended since.
 //!
+//! A per-partition store also keeps a multi-stream append atomic only within one partition: one
+//! over streams of different partitions is refused with
+//! [`AppendError::CrossPartition`](factlog_store::AppendError::CrossPartition) and writes nothing
+//! ([`append_multi_across_partitions`] checks that, and that a totally ordered store stores the
+//! same append). Which partition a stream lives on is the backend's business, so every case that
+//! appends to several streams at once asks the store: it probes candidate names (`name`,
+//! `name-p1`, `name-p2`, ..., same category) with multi-stream appends that expect a version no
+//! stream has, which a per-partition store refuses with `WrongExpectedVersion` when the streams
+//! share a partition and with `CrossPartition` when they do not, and keeps the names on the
+//! partition it needs. Probes write nothing (checked); on a totally ordered store the cases use
+//! their names as written.
+//!
 //! The branches live in shared helpers (`support.rs`: `assert_store_order`,
 //! `assert_position_before`, `assert_in_append_order`, `events_at_or_after`, `events_after`,
-//! `assert_end_moved`, `assert_end_after`), so a case states each promise once.
-//! `tests/per_partition.rs` runs the suite on the model dressed as a per-partition store, and
+//! `assert_end_moved`, `assert_end_after`, `co_partitioned`, `on_another_partition`), so a case
+//! states each promise once. `tests/per_partition.rs` runs the suite on the model dressed as a
+//! per-partition store (which refuses cross-partition multi-stream appends as Kafka does), and
 //! `tests/mutants.rs` checks that the per-partition checks still catch faults.
 
 mod append;
@@ -64,8 +77,8 @@ pub use idempotency::{
 };
 pub use limits::{event_size_limit, events_per_append_limit, stream_name_rules};
 pub use multi::{
-    append_multi_all_or_nothing, append_multi_duplicate_stream, append_multi_in_order,
-    empty_appends_refused,
+    append_multi_across_partitions, append_multi_all_or_nothing, append_multi_duplicate_stream,
+    append_multi_in_order, empty_appends_refused,
 };
 pub use races::{concurrent_multi_stream_writers_one_winner, concurrent_writers_one_winner};
 pub use read::{
@@ -140,6 +153,7 @@ macro_rules! conformance_tests {
                 append_multi_in_order,
                 append_multi_all_or_nothing,
                 append_multi_duplicate_stream,
+                append_multi_across_partitions,
                 empty_appends_refused,
                 read_stream_forward_backward,
                 read_stream_missing,

@@ -10,8 +10,8 @@ use factlog_store::{
 use crate::Backend;
 use crate::support::{
     append_err, append_multi_err, append_ok, assert_append_stored, assert_stream_missing,
-    assert_unchanged, event, event_of_size, events, read_all_events, read_stream_events, snapshot,
-    stream,
+    assert_unchanged, co_partitioned, event, event_of_size, events, read_all_events,
+    read_stream_events, snapshot, stream,
 };
 
 /// An event of exactly `event_size_bytes_max` is stored; one byte more is
@@ -58,7 +58,7 @@ pub async fn event_size_limit<B: Backend>(b: &B) {
     assert_eq!(err, refused, "an event one byte over the limit");
     assert_unchanged(&*store, &before, "an event one byte over").await;
 
-    let other = stream("size-2");
+    let [other] = co_partitioned(&*store, &s, ["size-2"]).await;
     let batch = vec![event("E", 0), too_big.clone(), event("E", 1)];
     let err = append_err(
         &*store,
@@ -139,7 +139,8 @@ pub async fn events_per_append_limit<B: Backend>(b: &B) {
 
     // The limit counts the events of the whole call, not of each part.
     let first = (max as u64 + 1).div_ceil(2);
-    let (x, y) = (stream("count-x"), stream("count-y"));
+    let x = stream("count-x");
+    let [y] = co_partitioned(&*store, &x, ["count-y"]).await;
     let parts = vec![
         StreamAppend {
             stream: x.clone(),

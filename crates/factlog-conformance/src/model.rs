@@ -118,8 +118,10 @@ impl ModelStore {
     }
 
     /// The checks that need no state, in a fixed order so that a call breaking several rules
-    /// always gets the same error: no events, a stream twice, limits, an id twice.
-    fn check_call(&self, appends: &[StreamAppend]) -> Result<(), AppendError> {
+    /// always gets the same error: no events, a stream twice, limits, an id twice. Public so that
+    /// a wrapper can make its own refusals after these, as a backend does (the per-partition
+    /// wrapper of the tests refuses appends across partitions only when the call is well formed).
+    pub fn check_call(limits: Limits, appends: &[StreamAppend]) -> Result<(), AppendError> {
         if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
             return Err(AppendError::Empty);
         }
@@ -131,7 +133,6 @@ impl ModelStore {
                 });
             }
         }
-        let limits = self.shared.limits;
         for e in appends.iter().flat_map(|a| &a.events) {
             let size = e.payload_size_bytes();
             if size > limits.event_size_bytes_max {
@@ -279,7 +280,7 @@ impl EventStore for ModelStore {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, AppendError> {
-        self.check_call(&appends)?;
+        Self::check_call(self.shared.limits, &appends)?;
         let results = {
             let mut state = self.shared.state.lock();
             if let Some(results) = state.find_retry(&appends)? {

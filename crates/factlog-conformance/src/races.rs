@@ -12,7 +12,9 @@ use factlog_store::{
 use tokio::sync::Barrier;
 
 use crate::Backend;
-use crate::support::{assert_append_stored, events, read_all_events, stream, within};
+use crate::support::{
+    assert_append_stored, co_partitioned, events, read_all_events, stream, within,
+};
 
 const WRITERS: usize = 8;
 
@@ -153,7 +155,8 @@ pub async fn concurrent_writers_one_winner<B: Backend>(b: &B, rounds: usize) {
 /// API does not say which stream a loser is told about when both expectations fail.
 pub async fn concurrent_multi_stream_writers_one_winner<B: Backend>(b: &B, rounds: usize) {
     let store = b.open().await;
-    let (x, y) = (stream("race-x"), stream("race-y"));
+    let x = stream("race-x");
+    let [y] = co_partitioned(&*store, &x, ["race-y"]).await;
     let mut current: [Option<Version>; 2] = [None, None];
     let mut winners: Vec<(StreamName, Vec<NewEvent>, AppendResult)> = Vec::new();
     for r in 0..rounds {

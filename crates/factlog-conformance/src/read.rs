@@ -8,15 +8,16 @@
 use std::collections::BTreeSet;
 
 use factlog_store::{
-    AllFrom, Direction, EventFilter, EventId, EventStore, ExpectedVersion, ListStreams, NewEvent,
-    ReadAll, ReadError, ReadStream, RecordedEvent, StreamAppend, StreamFrom, StreamInfo,
-    StreamName, StreamPage,
+    AllFrom, AppendError, Direction, EventFilter, EventId, EventStore, ExpectedVersion,
+    ListStreams, NewEvent, ReadAll, ReadError, ReadStream, RecordedEvent, StreamAppend, StreamFrom,
+    StreamInfo, StreamName, StreamPage,
 };
 
 use crate::Backend;
 use crate::support::{
     append_err, append_ok, assert_end_after, assert_end_moved, assert_store_order,
-    assert_unchanged, event, events, events_at_or_after, read_all_events, snapshot, stream,
+    assert_unchanged, co_partitioned, event, events, events_at_or_after, read_all_events, snapshot,
+    stream,
 };
 
 /// Fills a store with a main stream of 10 events interleaved with other streams, event types and
@@ -713,9 +714,10 @@ pub async fn end_position_moves_with_appends<B: Backend>(b: &B) {
     .await;
     assert_unchanged(&*store, &before, "a refused append").await;
 
+    let [other] = co_partitioned(&*store, &s, ["end-2"]).await;
     let parts = vec![
         StreamAppend {
-            stream: stream("end-2"),
+            stream: other,
             expected: ExpectedVersion::Any,
             events: events("E", 3, 2),
         },
@@ -781,9 +783,10 @@ pub async fn read_event_by_id_finds_each_event<B: Backend>(b: &B) {
 
     // Caller ids in a multi-stream append: a stream that exists (so versions do not start at 0)
     // and two new ones.
+    let [x, y] = co_partitioned(&*store, &main, ["byid-x", "byid-y"]).await;
     let parts = vec![
         StreamAppend {
-            stream: stream("byid-x"),
+            stream: x,
             expected: ExpectedVersion::NoStream,
             events: events_with_ids(100, 2),
         },
@@ -793,7 +796,7 @@ pub async fn read_event_by_id_finds_each_event<B: Backend>(b: &B) {
             events: events_with_ids(110, 3),
         },
         StreamAppend {
-            stream: stream("byid-y"),
+            stream: y,
             expected: ExpectedVersion::NoStream,
             events: events_with_ids(120, 1),
         },
@@ -904,9 +907,10 @@ pub async fn read_event_by_id_unknown_is_none<B: Backend>(b: &B) {
         "refused append",
     )
     .await;
+    let [new] = co_partitioned(&*store, &main, ["byid-new"]).await;
     let refused_parts = vec![
         StreamAppend {
-            stream: stream("byid-new"),
+            stream: new,
             expected: ExpectedVersion::NoStream,
             events: events_with_ids(210, 2),
         },
@@ -916,10 +920,14 @@ pub async fn read_event_by_id_unknown_is_none<B: Backend>(b: &B) {
             events: events_with_ids(220, 1),
         },
     ];
-    store
+    let err = store
         .append_multi(refused_parts.clone())
         .await
         .expect_err("a multi-stream append with a wrong expected version must be refused");
+    assert!(
+        matches!(err, AppendError::WrongExpectedVersion { .. }),
+        "a multi-stream append whose last part expects the wrong version must be refused with WrongExpectedVersion, got {err:?}"
+    );
     let refused_ids = refused
         .iter()
         .chain(refused_parts.iter().flat_map(|p| &p.events))

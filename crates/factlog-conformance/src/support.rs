@@ -4,6 +4,11 @@
 //! The cases check the store through its own API only (never through a backend's internals), so
 //! that the same check runs on every backend. "Nothing was written" is therefore checked as
 //! "`$all` and `end_position` are exactly what they were before".
+//!
+//! The same goes for partitions: a store with [`Ordering::PerPartition`] refuses a multi-stream
+//! append over streams of different partitions ([`AppendError::CrossPartition`]), and the API
+//! does not say which stream lives where. Cases that append to several streams at once ask the
+//! store ([`co_partitioned`]) by probing it with multi-stream appends that cannot succeed.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -11,8 +16,8 @@ use std::time::Duration;
 
 use factlog_store::{
     AllFrom, AppendError, AppendResult, ContentType, EventStore, EventType, ExpectedVersion,
-    NewEvent, Ordering, Position, ReadAll, ReadError, ReadStream, RecordedEvent, StreamName,
-    Subscription, Version,
+    NewEvent, Ordering, Position, ReadAll, ReadError, ReadStream, RecordedEvent, StreamAppend,
+    StreamName, Subscription, Version,
 };
 use futures::StreamExt;
 
@@ -216,6 +221,131 @@ pub(crate) async fn assert_unchanged<S: EventStore + ?Sized>(
         after.end, before.end,
         "{what}: nothing may be written, but end_position moved"
     );
+}
+
+/// How many names [`co_partitioned`] and [`on_another_partition`] try for one stream before they
+/// give up.
+const PROBES_MAX: u64 = 200;
+
+/// An expectation no stream meets, so that a probe is always refused and never writes.
+const NEVER: ExpectedVersion = ExpectedVersion::Exact(u64::MAX - 1);
+
+/// The names tried for `base`: `base`, `base-p1`, `base-p2`, ... A suffix keeps the category
+/// (the part of a name before its first `-`), so a case keeps the categories it asked for.
+fn candidates(base: &str) -> impl Iterator<Item = StreamName> + '_ {
+    (0..PROBES_MAX).map(move |i| {
+        if i == 0 {
+            stream(base)
+        } else {
+            stream(&format!("{base}-p{i}"))
+        }
+    })
+}
+
+/// Whether the store keeps `candidate` on the partition of `anchor`, asked by a multi-stream
+/// append over both that expects a version neither stream has: a per-partition store refuses
+/// it with `WrongExpectedVersion` when the streams share a partition and with `CrossPartition`
+/// when they do not (a backend checks the partitions before the expectations, which need the
+/// partition's writer). Either way nothing is written.
+async fn shares_partition<S: EventStore + ?Sized>(
+    store: &S,
+    anchor: &StreamName,
+    candidate: &StreamName,
+) -> bool {
+    let probe = [anchor, candidate]
+        .map(|s| StreamAppend {
+            stream: s.clone(),
+            expected: NEVER,
+            events: vec![event("PartitionProbe", 0)],
+        })
+        .to_vec();
+    match store.append_multi(probe).await {
+        Err(AppendError::WrongExpectedVersion { .. }) => true,
+        Err(AppendError::CrossPartition { .. }) => false,
+        other => panic!(
+            "probing the partitions of {anchor} and {candidate}: a multi-stream append expecting {NEVER} of both must be refused with WrongExpectedVersion (one partition) or CrossPartition (two), but got {other:?}"
+        ),
+    }
+}
+
+/// One name derived from each of `bases` (see [`candidates`]) whose stream is on the partition
+/// of `anchor` (`same`) or on another one (`!same`), all distinct and none `anchor`.
+async fn probe_partitions<S: EventStore + ?Sized>(
+    store: &S,
+    anchor: &StreamName,
+    bases: &[&str],
+    same: bool,
+) -> Vec<StreamName> {
+    if store.ordering() == Ordering::Total {
+        return bases.iter().map(|b| stream(b)).collect();
+    }
+    let before = snapshot(store).await;
+    let mut taken: HashSet<StreamName> = HashSet::from([anchor.clone()]);
+    let mut found = Vec::with_capacity(bases.len());
+    for base in bases {
+        let mut chosen = None;
+        for candidate in candidates(base) {
+            if !taken.contains(&candidate)
+                && shares_partition(store, anchor, &candidate).await == same
+            {
+                chosen = Some(candidate);
+                break;
+            }
+        }
+        let chosen = chosen.unwrap_or_else(|| {
+            if same {
+                panic!(
+                    "none of {PROBES_MAX} names made from {base:?} ({base}, {base}-p1, ...) lives on the partition of {anchor}: every probe was refused with CrossPartition"
+                )
+            } else {
+                panic!(
+                    "none of {PROBES_MAX} names made from {base:?} ({base}, {base}-p1, ...) lives on another partition than {anchor}: no probe was refused with CrossPartition, so this per-partition store has a single partition or accepts multi-stream appends across partitions, which it cannot store atomically"
+                )
+            }
+        });
+        taken.insert(chosen.clone());
+        found.push(chosen);
+    }
+    assert_unchanged(
+        store,
+        &before,
+        "probing partitions with multi-stream appends that expect a version no stream has",
+    )
+    .await;
+    found
+}
+
+/// Names for streams to append to together with `anchor` in one multi-stream append, one for
+/// each of `bases`. A store with [`Ordering::Total`] stores any streams together, and gets
+/// `bases` as they are. A store with [`Ordering::PerPartition`] refuses a multi-stream append
+/// across partitions, so for each base the first of `base`, `base-p1`, `base-p2`, ... that the
+/// store keeps on `anchor`'s partition is chosen (same category as `base`), by probing the store
+/// with multi-stream appends that cannot succeed: nothing is written (checked), and the case
+/// fails with a clear message after [`PROBES_MAX`] names.
+pub(crate) async fn co_partitioned<S: EventStore + ?Sized, const N: usize>(
+    store: &S,
+    anchor: &StreamName,
+    bases: [&str; N],
+) -> [StreamName; N] {
+    probe_partitions(store, anchor, &bases, true)
+        .await
+        .try_into()
+        .expect("one name per base")
+}
+
+/// A name made from `base` (as in [`co_partitioned`]) whose stream a store with
+/// [`Ordering::PerPartition`] keeps on another partition than `anchor`, so that a multi-stream
+/// append over both is refused with `CrossPartition`; `base` itself on a store with
+/// [`Ordering::Total`].
+pub(crate) async fn on_another_partition<S: EventStore + ?Sized>(
+    store: &S,
+    anchor: &StreamName,
+    base: &str,
+) -> StreamName {
+    probe_partitions(store, anchor, &[base], false)
+        .await
+        .pop()
+        .expect("one name for one base")
 }
 
 /// The order promises of a whole `$all` (as read forward on one node), for the backend's
@@ -607,7 +737,7 @@ pub(crate) fn assert_same_events(got: &[RecordedEvent], expected: &[RecordedEven
 
 pub(crate) async fn append_multi_err<S: EventStore + ?Sized>(
     store: &S,
-    appends: Vec<factlog_store::StreamAppend>,
+    appends: Vec<StreamAppend>,
     what: &str,
 ) -> AppendError {
     match store.append_multi(appends).await {

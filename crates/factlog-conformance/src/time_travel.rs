@@ -16,15 +16,24 @@ use factlog_store::{
 
 use crate::Backend;
 use crate::support::{
-    append_ok, assert_store_order, events, events_at_or_after, read_all_events, stream,
+    append_ok, assert_store_order, co_partitioned, events, events_at_or_after, read_all_events,
+    stream,
 };
 
-const STREAMS: [&str; 3] = ["tt-a", "tt-b", "other-1"];
+/// The three streams of the cases: `tt-a`, `tt-b` and `other-1`, except that a store with a
+/// per-partition order gets a name of category `tt` on `tt-a`'s partition for `tt-b`, because
+/// the two are appended to together.
+async fn streams<S: EventStore + ?Sized>(store: &S) -> [StreamName; 3] {
+    let a = stream("tt-a");
+    let [b] = co_partitioned(store, &a, ["tt-b"]).await;
+    [a, b, stream("other-1")]
+}
 
 /// Appends in groups to three streams (one group a multi-stream append), with short pauses
-/// between groups, and returns `$all`.
-async fn populate<S: EventStore + ?Sized>(store: &S) -> Vec<RecordedEvent> {
-    let [a, b, c] = STREAMS.map(stream);
+/// between groups, and returns the streams and `$all`.
+async fn populate<S: EventStore + ?Sized>(store: &S) -> ([StreamName; 3], Vec<RecordedEvent>) {
+    let streams = streams(store).await;
+    let [a, b, c] = streams.clone();
     let mut n = 0;
     for group in 0..4u64 {
         append_ok(
@@ -69,7 +78,7 @@ async fn populate<S: EventStore + ?Sized>(store: &S) -> Vec<RecordedEvent> {
     // recorded_at never decreases along $all (with a per-partition order: within each stream);
     // the expectations of time travel by time are computed from it.
     assert_store_order(&all, store.ordering(), "$all of the time travel case");
-    all
+    (streams, all)
 }
 
 fn rev(events: &[RecordedEvent]) -> Vec<RecordedEvent> {
@@ -77,7 +86,12 @@ fn rev(events: &[RecordedEvent]) -> Vec<RecordedEvent> {
 }
 
 /// Checks every kind of read against `visible`, the events the store held at `as_of`.
-async fn check_as_of<S: EventStore + ?Sized>(store: &S, as_of: AsOf, visible: &[RecordedEvent]) {
+async fn check_as_of<S: EventStore + ?Sized>(
+    store: &S,
+    streams: &[StreamName],
+    as_of: AsOf,
+    visible: &[RecordedEvent],
+) {
     let what = format!("as of {as_of:?}");
     let read = |options: ReadAll| async move {
         store
@@ -129,14 +143,13 @@ async fn check_as_of<S: EventStore + ?Sized>(store: &S, as_of: AsOf, visible: &[
         );
     }
 
-    for name in STREAMS {
-        let s = stream(name);
+    for s in streams {
         let of_stream: Vec<RecordedEvent> =
-            visible.iter().filter(|e| e.stream == s).cloned().collect();
-        let forward = read_stream_as_of(store, &s, ReadStream::forward().as_of(as_of), &what).await;
+            visible.iter().filter(|e| &e.stream == s).cloned().collect();
+        let forward = read_stream_as_of(store, s, ReadStream::forward().as_of(as_of), &what).await;
         assert_eq!(forward, of_stream, "{what}: read_stream {s} forward");
         let backward =
-            read_stream_as_of(store, &s, ReadStream::backward().as_of(as_of), &what).await;
+            read_stream_as_of(store, s, ReadStream::backward().as_of(as_of), &what).await;
         assert_eq!(
             backward,
             rev(&of_stream),
@@ -144,7 +157,7 @@ async fn check_as_of<S: EventStore + ?Sized>(store: &S, as_of: AsOf, visible: &[
         );
         let last = read_stream_as_of(
             store,
-            &s,
+            s,
             ReadStream::backward().as_of(as_of).limit(1),
             &what,
         )
@@ -156,7 +169,7 @@ async fn check_as_of<S: EventStore + ?Sized>(store: &S, as_of: AsOf, visible: &[
         );
         let from_1 = read_stream_as_of(
             store,
-            &s,
+            s,
             ReadStream::forward().from_version(1).as_of(as_of),
             &what,
         )
@@ -193,18 +206,18 @@ async fn read_stream_as_of<S: EventStore + ?Sized>(
 /// before the event at `p` in this node's `$all`), also after more appends.
 pub async fn as_of_position<B: Backend>(b: &B) {
     let store = b.open().await;
-    let all = populate(&*store).await;
-    check_as_of(&*store, AsOf::Position(Position::START), &[]).await;
+    let (streams, all) = populate(&*store).await;
+    check_as_of(&*store, &streams, AsOf::Position(Position::START), &[]).await;
     for (i, e) in all.iter().enumerate() {
-        check_as_of(&*store, AsOf::Position(e.position), &all[..=i]).await;
+        check_as_of(&*store, &streams, AsOf::Position(e.position), &all[..=i]).await;
     }
     let end = store.end_position().await.expect("end_position");
-    check_as_of(&*store, AsOf::Position(end), &all).await;
+    check_as_of(&*store, &streams, AsOf::Position(end), &all).await;
 
     // History does not change: later appends are invisible to reads as of an earlier position.
     append_ok(
         &*store,
-        &stream(STREAMS[0]),
+        &streams[0],
         ExpectedVersion::Any,
         events("A", 1000, 2),
         "later",
@@ -212,22 +225,34 @@ pub async fn as_of_position<B: Backend>(b: &B) {
     .await;
     append_ok(
         &*store,
-        &stream(STREAMS[1]),
+        &streams[1],
         ExpectedVersion::Any,
         events("B", 1002, 1),
         "later",
     )
     .await;
     let mid = all.len() / 2;
-    check_as_of(&*store, AsOf::Position(all[mid].position), &all[..=mid]).await;
-    check_as_of(&*store, AsOf::Position(all[all.len() - 1].position), &all).await;
+    check_as_of(
+        &*store,
+        &streams,
+        AsOf::Position(all[mid].position),
+        &all[..=mid],
+    )
+    .await;
+    check_as_of(
+        &*store,
+        &streams,
+        AsOf::Position(all[all.len() - 1].position),
+        &all,
+    )
+    .await;
 }
 
 /// `AsOf::Time(t)` sees exactly the events with `recorded_at <= t`, for every recorded time,
 /// between recorded times, before the first and after the last.
 pub async fn as_of_time<B: Backend>(b: &B) {
     let store = b.open().await;
-    let all = populate(&*store).await;
+    let (streams, all) = populate(&*store).await;
     let times: BTreeSet<Timestamp> = all.iter().map(|e| e.recorded_at).collect();
     let first = *times.first().expect("events exist");
     let last = *times.last().expect("events exist");
@@ -243,14 +268,14 @@ pub async fn as_of_time<B: Backend>(b: &B) {
     for t in probes {
         let visible: Vec<RecordedEvent> =
             all.iter().filter(|e| e.recorded_at <= t).cloned().collect();
-        check_as_of(&*store, AsOf::Time(t), &visible).await;
+        check_as_of(&*store, &streams, AsOf::Time(t), &visible).await;
     }
 
     // History does not change: events appended later are recorded at or after `last`, and
     // reads as of an earlier time still see only what was there.
     append_ok(
         &*store,
-        &stream(STREAMS[0]),
+        &streams[0],
         ExpectedVersion::Any,
         events("A", 1000, 2),
         "later",
@@ -264,5 +289,5 @@ pub async fn as_of_time<B: Backend>(b: &B) {
         .filter(|e| e.recorded_at <= before_last)
         .cloned()
         .collect();
-    check_as_of(&*store, AsOf::Time(before_last), &visible).await;
+    check_as_of(&*store, &streams, AsOf::Time(before_last), &visible).await;
 }

@@ -501,4 +501,7 @@ must_fail_on! {
     all_by_value_multi: per_partition(PartitionFault::AllByPositionValue) => append_multi_in_order;
     all_by_value_reopen: per_partition(PartitionFault::AllByPositionValue) => idempotent_retry_after_reopen;
     all_by_value_subscribed: per_partition(PartitionFault::AllByPositionValue) => subscribe_all_filtered;
+    cross_partition_partial: per_partition(PartitionFault::CrossPartitionPartial) => append_multi_across_partitions;
+    cross_partition_whole: per_partition(PartitionFault::CrossPartitionWhole) => append_multi_across_partitions;
+    cross_partition_accepted: per_partition(PartitionFault::CrossPartitionAccepted) => append_multi_across_partitions;
 }

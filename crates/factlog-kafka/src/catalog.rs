@@ -288,11 +288,22 @@ impl Catalog {
             )
             .await
             .map_err(|(e, _)| KafkaError::Kafka(format!("registering category {category}: {e}")))?;
-        self.refresh().await?;
         self.registered
             .store(true, std::sync::atomic::Ordering::Release);
-        self.id(category).ok_or_else(|| {
-            KafkaError::Kafka(format!("category {category} was registered but not read back"))
-        })
+        // The catalog's end may lag the acknowledged registration for a moment while leaders
+        // move; read it again until the registration shows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            self.refresh().await?;
+            if let Some(id) = self.id(category) {
+                return Ok(id);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::Kafka(format!(
+                    "category {category} was registered but not read back within 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -11,6 +11,12 @@
 //! decreases within a stream but does along `$all`. `$all` keeps the inner order, which is what a
 //! node-local order is on a single node fed by one client.
 //!
+//! Like the Kafka backend, it refuses a multi-stream append over streams of different partitions
+//! with [`AppendError::CrossPartition`] (naming the first part's stream and the first part on
+//! another partition), writing nothing. It does so after the checks that need no state (no
+//! events, a stream twice, limits, an id twice) and before idempotency and the expected versions,
+//! which is the order the suite's partition probes rely on.
+//!
 //! The wrapper can also inject faults that only a per-partition check can catch
 //! ([`PartitionFault`]).
 
@@ -19,6 +25,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use factlog_conformance::model::ModelStore;
 use factlog_conformance::{Backend, Limits};
 use factlog_store::{
     AllFrom, AppendError, AppendResult, AsOf, Direction, EventFilter, EventId, EventStore,
@@ -46,6 +53,17 @@ pub enum PartitionFault {
     /// `read_all` orders `$all` by position value (partition by partition) instead of the order
     /// the events were stored in: one client's appends to several streams come back out of order.
     AllByPositionValue,
+    /// A multi-stream append across partitions is refused with `CrossPartition`, but only after
+    /// the parts on the first part's partition were written (a store that writes partition by
+    /// partition and stops at the first partition it cannot take).
+    CrossPartitionPartial,
+    /// A multi-stream append across partitions is stored whole when every expectation holds; only
+    /// one that fails an expectation anyway is refused with `CrossPartition` (the partitions are
+    /// compared on the failure path only). Probes, which always fail, still see the partitions.
+    CrossPartitionWhole,
+    /// A multi-stream append across partitions is never refused: stored whole, as if the store
+    /// had one partition. Through the API this store looks like one with a single partition.
+    CrossPartitionAccepted,
 }
 
 /// The partition a stream lives in: FNV-1a of its name.
@@ -61,6 +79,8 @@ pub fn partition_of(stream: &StreamName) -> u64 {
 pub struct Partitioned<S> {
     inner: Arc<S>,
     codec: Codec,
+    /// The backend's limits, for the checks made before the partitions are compared.
+    limits: Limits,
 }
 
 /// How the wrapper translates between the inner store and its readers. Subscriptions take a copy,
@@ -145,6 +165,60 @@ impl Codec {
 }
 
 impl<S: EventStore> Partitioned<S> {
+    /// Whether every part's expectation holds now (for [`PartitionFault::CrossPartitionWhole`]).
+    async fn expectations_hold(&self, appends: &[StreamAppend]) -> Result<bool, AppendError> {
+        for a in appends {
+            let current = self
+                .inner
+                .stream_info(&a.stream)
+                .await
+                .map_err(|e| AppendError::Backend(e.to_string()))?
+                .map(|i| i.last_version);
+            if !a.expected.is_met_by(current) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Refuses a well-formed multi-stream append over streams of different partitions (or does
+    /// what the fault says); `Ok(appends)` is what to hand to the inner store.
+    async fn check_partitions(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<StreamAppend>, AppendError> {
+        if ModelStore::check_call(self.limits, &appends).is_err() {
+            // Malformed: the inner store says how, as a backend checks that first.
+            return Ok(appends);
+        }
+        let partition = partition_of(&appends[0].stream);
+        let Some(other) = appends
+            .iter()
+            .find(|a| partition_of(&a.stream) != partition)
+        else {
+            return Ok(appends);
+        };
+        let refusal = AppendError::CrossPartition {
+            first: appends[0].stream.clone(),
+            other: other.stream.clone(),
+        };
+        match self.codec.fault {
+            PartitionFault::CrossPartitionAccepted => Ok(appends),
+            PartitionFault::CrossPartitionWhole if self.expectations_hold(&appends).await? => {
+                Ok(appends)
+            }
+            PartitionFault::CrossPartitionPartial => {
+                let local: Vec<StreamAppend> = appends
+                    .into_iter()
+                    .filter(|a| partition_of(&a.stream) == partition)
+                    .collect();
+                let _ = self.inner.append_multi(local).await;
+                Err(refusal)
+            }
+            _ => Err(refusal),
+        }
+    }
+
     /// `read_all` for [`PartitionFault::AllByPositionValue`]: `$all` sorted by wrapped position.
     async fn read_all_by_value(&self, options: ReadAll) -> Result<Vec<RecordedEvent>, ReadError> {
         let (as_of, bound) = self.codec.as_of(options.as_of);
@@ -189,6 +263,7 @@ impl<S: EventStore> EventStore for Partitioned<S> {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, AppendError> {
+        let appends = self.check_partitions(appends).await?;
         let streams: Vec<StreamName> = appends.iter().map(|a| a.stream.clone()).collect();
         let results = self.inner.append_multi(appends).await?;
         Ok(streams
@@ -327,6 +402,7 @@ impl<B: Backend> Backend for PartitionedBackend<B> {
         Arc::new(Partitioned {
             inner: self.inner.open().await,
             codec: Codec { fault: self.fault },
+            limits: self.inner.limits(),
         })
     }
 
@@ -335,6 +411,7 @@ impl<B: Backend> Backend for PartitionedBackend<B> {
         Arc::new(Partitioned {
             inner: self.inner.reopen(store.inner).await,
             codec: Codec { fault: self.fault },
+            limits: self.inner.limits(),
         })
     }
 
