@@ -79,7 +79,14 @@ impl Node {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("replica"))
-            .args(["--json", "serve", "--listen", "127.0.0.1:0", "--backend", "kafka"])
+            .args([
+                "--json",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                "kafka",
+            ])
             .args(["--brokers", brokers, "--kafka-topic-prefix", prefix])
             .args(["--kafka-partitions", &PARTITIONS.to_string()])
             .args(["--kafka-node-id", node_id])
@@ -312,7 +319,9 @@ async fn writer(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok((status, problem)) => {
-                    panic!("{stream}: an append with a known expected version got {status}: {problem}")
+                    panic!(
+                        "{stream}: an append with a known expected version got {status}: {problem}"
+                    )
                 }
                 Err(_) => {
                     // No answer: the node is gone. Send the same append to the next node.
@@ -359,7 +368,11 @@ async fn sigkill_of_a_node_during_writes_loses_and_duplicates_nothing() {
     .await
     .unwrap();
     let b_partitions = owners["factlog-node-b"].clone();
-    assert_eq!(b_partitions.len(), 1, "each node owns one shard: {owners:?}");
+    assert_eq!(
+        b_partitions.len(),
+        1,
+        "each node owns one shard: {owners:?}"
+    );
 
     let http = reqwest::Client::new();
     let names = streams("acct", 3);
@@ -437,7 +450,9 @@ async fn a_paused_node_is_fenced_and_rejoins() {
 
     // B owns the stream's shard and writes version 0 itself.
     let (id0, first) = event(0);
-    let (status, result) = post(&http, &b.url, &stream, "no-stream", &first).await.unwrap();
+    let (status, result) = post(&http, &b.url, &stream, "no-stream", &first)
+        .await
+        .unwrap();
     assert_eq!(status, 201, "{result}");
 
     // B pauses. A's append to that shard waits until the group gives A the shard (after B's
@@ -459,7 +474,10 @@ async fn a_paused_node_is_fenced_and_rejoins() {
     signal(b.pid(), "CONT");
     let (_, stale) = event(2);
     let (status, result) = post(&http, &b.url, &stream, "0", &stale).await.unwrap();
-    assert_ne!(status, 201, "the resumed node appended at a stale version: {result}");
+    assert_ne!(
+        status, 201,
+        "the resumed node appended at a stale version: {result}"
+    );
     if status == 409 {
         assert_eq!(result["currentVersion"], 1, "{result}");
     }
@@ -485,10 +503,7 @@ async fn a_paused_node_is_fenced_and_rejoins() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let acknowledged = BTreeMap::from([(
-        stream.clone(),
-        vec![(0, id0), (1, id1), (2, id3)],
-    )]);
+    let acknowledged = BTreeMap::from([(stream.clone(), vec![(0, id0), (1, id1), (2, id3)])]);
     assert_exactly_acknowledged(&http, &a.url, &acknowledged).await;
     assert_exactly_acknowledged(&http, &b.url, &acknowledged).await;
 }
@@ -564,7 +579,14 @@ async fn killing_one_broker_of_three_loses_no_acknowledged_event() {
                 .arg(&config)
                 .arg("--data-dir")
                 .arg(dir.path().join("replica"))
-                .args(["--json", "serve", "--listen", "127.0.0.1:0", "--backend", "kafka"])
+                .args([
+                    "--json",
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--backend",
+                    "kafka",
+                ])
                 .args(["--brokers", &brokers, "--kafka-topic-prefix", &prefix])
                 .args(["--kafka-partitions", &PARTITIONS.to_string()])
                 .args(["--kafka-node-id", node])
@@ -616,7 +638,10 @@ async fn killing_one_broker_of_three_loses_no_acknowledged_event() {
         .iter()
         .filter(|(_, t)| *t > killed_at + Duration::from_secs(5))
         .count();
-    assert!(after > 0, "no append was acknowledged after the broker was killed");
+    assert!(
+        after > 0,
+        "no append was acknowledged after the broker was killed"
+    );
     assert_exactly_acknowledged(&http, &a.url, &acknowledged).await;
     // A fresh node rebuilds its replica from the two remaining brokers.
     let fresh = tokio::task::spawn_blocking(start("node-b")).await.unwrap();

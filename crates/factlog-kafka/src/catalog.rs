@@ -18,9 +18,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::KafkaError;
 use crate::codec::CATEGORY_ID_MAX;
 use crate::options::KafkaOptions;
-use crate::KafkaError;
 
 const RETENTION_FOREVER: &str = "-1";
 /// Broker-side limit of one record batch on our topics: an event is at most 1 MiB of payload,
@@ -88,21 +88,25 @@ impl Catalog {
             registered: std::sync::atomic::AtomicBool::new(false),
         };
         let o = &catalog.options;
-        catalog
-            .create_topic(&o.catalog_topic(), 1, &[])
-            .await?;
+        catalog.create_topic(&o.catalog_topic(), 1, &[]).await?;
         catalog
             .create_topic(
                 &o.requests_topic(),
                 o.partitions,
-                &[("max.message.bytes", REQUEST_TOPIC_MESSAGE_BYTES), ("retention.ms", "604800000")],
+                &[
+                    ("max.message.bytes", REQUEST_TOPIC_MESSAGE_BYTES),
+                    ("retention.ms", "604800000"),
+                ],
             )
             .await?;
         catalog
             .create_topic(
                 &o.replies_topic(),
                 o.partitions,
-                &[("max.message.bytes", REQUEST_TOPIC_MESSAGE_BYTES), ("retention.ms", "604800000")],
+                &[
+                    ("max.message.bytes", REQUEST_TOPIC_MESSAGE_BYTES),
+                    ("retention.ms", "604800000"),
+                ],
             )
             .await?;
         let mut tpl = TopicPartitionList::new();
@@ -141,7 +145,10 @@ impl Catalog {
         }
         let results = self
             .admin
-            .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+            .create_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
             .await
             .map_err(|e| KafkaError::Kafka(format!("creating topic {name}: {e}")))?;
         for result in results {
@@ -278,7 +285,8 @@ impl Catalog {
                 "the store has {CATEGORY_ID_MAX} categories, the most a Kafka store holds"
             )));
         }
-        self.create_topic(&topic, self.options.partitions, &[]).await?;
+        self.create_topic(&topic, self.options.partitions, &[])
+            .await?;
         self.producer
             .send(
                 FutureRecord::<str, [u8]>::to(&self.options.catalog_topic())

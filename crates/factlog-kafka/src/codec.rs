@@ -155,22 +155,6 @@ pub fn event_headers(
     ]
 }
 
-/// An event record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    pub event: RecordedEvent,
-}
-
-/// Why a record of an event topic is not a Factlog event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record at offset {offset} of partition {partition} of {topic} is not a Factlog event: {reason}")]
-pub struct RecordError {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub reason: String,
-}
-
 /// Decodes an event record from its key, value and headers; `position` is its place.
 pub fn decode_event(
     key: Option<&[u8]>,
@@ -394,13 +378,11 @@ impl Reply {
                             detail: detail.clone(),
                         }
                     }
-                    AppendError::LimitExceeded { limit, actual, max } => {
-                        WireError::LimitExceeded {
-                            limit: limit.to_string(),
-                            actual: *actual,
-                            max: *max,
-                        }
-                    }
+                    AppendError::LimitExceeded { limit, actual, max } => WireError::LimitExceeded {
+                        limit: limit.to_string(),
+                        actual: *actual,
+                        max: *max,
+                    },
                     other => WireError::Other {
                         message: other.to_string(),
                     },
@@ -465,7 +447,10 @@ mod tests {
             ("foobar", -790332482),
             ("a-little-bit-long-string", -985981536),
             ("a-little-bit-longer-string", -1486304829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             ("abc", 479470107),
         ];
         for (key, expected) in cases {
@@ -502,8 +487,7 @@ mod tests {
 
     #[test]
     fn routed_appends_round_trip() {
-        let mut event = NewEvent::json("Opened", &serde_json::json!({"a": 1}))
-            .unwrap();
+        let mut event = NewEvent::json("Opened", &serde_json::json!({"a": 1})).unwrap();
         event.id = Some(EventId::new_v7());
         event.metadata.insert("k".into(), "v".into());
         let appends = vec![StreamAppend {
@@ -524,10 +508,15 @@ mod tests {
             current: Some(7),
         }));
         let wire = serde_json::to_vec(&refused).unwrap();
-        let back = serde_json::from_slice::<Reply>(&wire).unwrap().into_outcome();
+        let back = serde_json::from_slice::<Reply>(&wire)
+            .unwrap()
+            .into_outcome();
         assert!(matches!(
             back,
-            Err(AppendError::WrongExpectedVersion { current: Some(7), .. })
+            Err(AppendError::WrongExpectedVersion {
+                current: Some(7),
+                ..
+            })
         ));
     }
 }

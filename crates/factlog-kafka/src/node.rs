@@ -106,8 +106,7 @@ impl Node {
         catalog: Arc<Catalog>,
         replica: Arc<Replica>,
     ) -> Result<Arc<Self>, KafkaError> {
-        let reply_partition =
-            partition_of(options.node_id.as_bytes(), options.partitions) as i32;
+        let reply_partition = partition_of(options.node_id.as_bytes(), options.partitions) as i32;
         let node = Arc::new(Node {
             options: options.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -125,7 +124,10 @@ impl Node {
         // Replies first, so no reply to this node's first request can be missed.
         let replies: BaseConsumer = options
             .client_config()
-            .set("group.id", format!("{}replies-{}", options.topic_prefix, options.node_id))
+            .set(
+                "group.id",
+                format!("{}replies-{}", options.topic_prefix, options.node_id),
+            )
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "10")
@@ -168,7 +170,9 @@ impl Node {
                 )
                 .set(
                     "heartbeat.interval.ms",
-                    (options.session_timeout.as_millis() / 4).max(100).to_string(),
+                    (options.session_timeout.as_millis() / 4)
+                        .max(100)
+                        .to_string(),
                 )
                 .set("fetch.wait.max.ms", "10")
                 .create_with_context(context)
@@ -283,7 +287,9 @@ impl Node {
                 None => self.route(partition, &appends, deadline).await,
             };
             match outcome {
-                Err(AppendError::Backend(m)) if m.starts_with(MOVED) && Instant::now() < deadline => {
+                Err(AppendError::Backend(m))
+                    if m.starts_with(MOVED) && Instant::now() < deadline =>
+                {
                     // Ids are fixed, so sending the same append again is idempotent.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -302,7 +308,8 @@ impl Node {
         let request_id = uuid::Uuid::now_v7().to_string();
         let (reply, answer) = oneshot::channel();
         self.pending.lock().insert(request_id.clone(), reply);
-        let body = serde_json::to_vec(&Request::from_appends(appends)).expect("a request serializes");
+        let body =
+            serde_json::to_vec(&Request::from_appends(appends)).expect("a request serializes");
         let remaining = deadline.saturating_duration_since(Instant::now());
         let deadline_ms = Timestamp::now().unix_micros() / 1000 + remaining.as_millis() as i64;
         let headers = OwnedHeaders::new()
@@ -391,7 +398,11 @@ fn follow_requests(node: Weak<Node>, consumer: Arc<BaseConsumer<MembershipContex
             text(header::REPLY_TO).and_then(|s| s.parse().ok()),
             text(header::DEADLINE).and_then(|s| s.parse().ok()),
         ) else {
-            tracing::warn!(offset = m.offset(), partition, "a request without its headers; skipped");
+            tracing::warn!(
+                offset = m.offset(),
+                partition,
+                "a request without its headers; skipped"
+            );
             continue;
         };
         let parsed = m
@@ -444,7 +455,10 @@ fn follow_requests(node: Weak<Node>, consumer: Arc<BaseConsumer<MembershipContex
             Some(jobs) => {
                 let _ = jobs.send(job);
             }
-            None => tracing::warn!(partition, "a routed append for a shard this node does not own"),
+            None => tracing::warn!(
+                partition,
+                "a routed append for a shard this node does not own"
+            ),
         }
     }
 }

@@ -196,7 +196,11 @@ mod tests {
         let (ta, tb) = (o.topic(&a), o.topic(&b));
         assert!(ta.len() <= TOPIC_NAME_MAX && tb.len() <= TOPIC_NAME_MAX);
         assert_ne!(ta, tb);
-        assert_eq!(ta, o.topic(&a), "the same category always gets the same topic");
+        assert_eq!(
+            ta,
+            o.topic(&a),
+            "the same category always gets the same topic"
+        );
         assert_eq!(o.topic("account"), "factlog.account");
     }
 
@@ -205,11 +209,41 @@ mod tests {
         let ok = KafkaOptions::new("127.0.0.1:9092", "/tmp/x");
         assert!(ok.validate().is_ok());
         for (bad, what) in [
-            (KafkaOptions { partitions: 0, ..ok.clone() }, "partitions"),
-            (KafkaOptions { partitions: 5000, ..ok.clone() }, "partitions"),
-            (KafkaOptions { brokers: " ".into(), ..ok.clone() }, "brokers"),
-            (KafkaOptions { topic_prefix: "a/b".into(), ..ok.clone() }, "prefix"),
-            (KafkaOptions { min_insync_replicas: 2, ..ok.clone() }, "min-insync"),
+            (
+                KafkaOptions {
+                    partitions: 0,
+                    ..ok.clone()
+                },
+                "partitions",
+            ),
+            (
+                KafkaOptions {
+                    partitions: 5000,
+                    ..ok.clone()
+                },
+                "partitions",
+            ),
+            (
+                KafkaOptions {
+                    brokers: " ".into(),
+                    ..ok.clone()
+                },
+                "brokers",
+            ),
+            (
+                KafkaOptions {
+                    topic_prefix: "a/b".into(),
+                    ..ok.clone()
+                },
+                "prefix",
+            ),
+            (
+                KafkaOptions {
+                    min_insync_replicas: 2,
+                    ..ok.clone()
+                },
+                "min-insync",
+            ),
         ] {
             let e = bad.validate().unwrap_err();
             assert!(e.contains(what), "{e}");

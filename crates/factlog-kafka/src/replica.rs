@@ -203,7 +203,10 @@ impl Replica {
             if let Some(reason) = self.failed() {
                 return Err(KafkaError::Replica(reason));
             }
-            if targets.iter().all(|&(slot, offset)| self.reached(slot, offset)) {
+            if targets
+                .iter()
+                .all(|&(slot, offset)| self.reached(slot, offset))
+            {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, progress.changed())
@@ -214,7 +217,10 @@ impl Replica {
                     "the local replica did not reach {} within {timeout:?}",
                     targets
                         .iter()
-                        .map(|(s, o)| format!("offset {o} of partition {} of category #{}", s.partition, s.category))
+                        .map(|(s, o)| format!(
+                            "offset {o} of partition {} of category #{}",
+                            s.partition, s.category
+                        ))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
@@ -235,7 +241,10 @@ impl Replica {
     ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
         let consumer: BaseConsumer = options
             .client_config()
-            .set("group.id", format!("{}replica-{}", options.topic_prefix, options.node_id))
+            .set(
+                "group.id",
+                format!("{}replica-{}", options.topic_prefix, options.node_id),
+            )
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
@@ -271,7 +280,6 @@ impl Replica {
             })
             .map_err(|e| KafkaError::Replica(format!("starting the replica thread: {e}")))
     }
-
 }
 
 fn stash(event: &RecordedEvent) -> Option<(Position, Timestamp)> {
@@ -369,11 +377,7 @@ impl Follower {
                     .encode();
                     let headers: Vec<(&str, &[u8])> = m
                         .headers()
-                        .map(|h| {
-                            h.iter()
-                                .filter_map(|h| Some((h.key, h.value?)))
-                                .collect()
-                        })
+                        .map(|h| h.iter().filter_map(|h| Some((h.key, h.value?))).collect())
                         .unwrap_or_default();
                     let event = decode_event(m.key(), m.payload(), &headers, position).map_err(
                         |reason| {
@@ -387,7 +391,8 @@ impl Follower {
                     )?;
                     self.pending_bytes += event.data.len() + 256;
                     self.pending.push((slot, event));
-                    if self.pending.len() >= APPLY_EVENTS_MAX || self.pending_bytes >= APPLY_BYTES_MAX
+                    if self.pending.len() >= APPLY_EVENTS_MAX
+                        || self.pending_bytes >= APPLY_BYTES_MAX
                     {
                         self.apply()?;
                     }
@@ -533,7 +538,9 @@ impl Follower {
                     ))
                 })?;
             let mut state = self.replica.state.write();
-            let mut local = results.iter().flat_map(|r| r.first_position.raw()..=r.last_position.raw());
+            let mut local = results
+                .iter()
+                .flat_map(|r| r.first_position.raw()..=r.last_position.raw());
             for (slot, event) in batch {
                 let local = local.next().expect("one local position per event");
                 let s = state.slots.entry(*slot).or_default();

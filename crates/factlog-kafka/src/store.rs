@@ -171,10 +171,6 @@ impl KafkaStore {
     }
 }
 
-fn to_read_error(e: ReadError) -> ReadError {
-    e
-}
-
 fn before(event: &RecordedEvent, bound: Option<Timestamp>) -> bool {
     bound.is_none_or(|t| event.recorded_at <= t)
 }
@@ -261,8 +257,7 @@ impl EventStore for KafkaStore {
                 .replica
                 .store
                 .read_stream(stream, local.clone())
-                .await
-                .map_err(to_read_error)?;
+                .await?;
             let exhausted = page.len() < local.limit;
             let Some(last) = page.last().map(|e| e.version) else {
                 break;

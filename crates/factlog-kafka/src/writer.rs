@@ -26,12 +26,12 @@ use factlog_store::{
     AppendError, AppendResult, EventId, EventStore, RecordedEvent, StreamAppend, StreamName,
     Timestamp, Version, find_retry, whole_retry,
 };
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::client::ClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
@@ -140,7 +140,11 @@ impl ShardWriter {
             .map_err(|e| KafkaError::Kafka(format!("init_transactions for shard {k}: {e}")))?;
         let started = std::time::Instant::now();
         self.restore()?;
-        tracing::info!(partition = k, took_ms = started.elapsed().as_millis() as u64, "shard restored; accepting appends");
+        tracing::info!(
+            partition = k,
+            took_ms = started.elapsed().as_millis() as u64,
+            "shard restored; accepting appends"
+        );
         self.ready.store(true, Ordering::Release);
 
         let mut carried: Vec<Job> = Vec::new();
@@ -219,7 +223,12 @@ impl ShardWriter {
             if let Origin::Routed { deadline_ms, .. } = job.origin
                 && deadline_ms < now_ms
             {
-                refused.push((job, Err(AppendError::Backend("the routed append arrived after its deadline; it was not appended".into()))));
+                refused.push((
+                    job,
+                    Err(AppendError::Backend(
+                        "the routed append arrived after its deadline; it was not appended".into(),
+                    )),
+                ));
                 continue;
             }
             if job
@@ -235,7 +244,12 @@ impl ShardWriter {
                 Checked::Retry(results) => refused.push((job, Ok(results))),
                 Checked::Refused(e) => refused.push((job, Err(e))),
                 Checked::Accepted(firsts) => {
-                    batch_ids.extend(job.appends.iter().flat_map(|a| &a.events).filter_map(|e| e.id));
+                    batch_ids.extend(
+                        job.appends
+                            .iter()
+                            .flat_map(|a| &a.events)
+                            .filter_map(|e| e.id),
+                    );
                     accepted.push((job, firsts));
                 }
             }
@@ -318,9 +332,7 @@ impl ShardWriter {
         };
         let mut retried = Vec::new();
         for part in &job.appends {
-            let found = find_retry(part, lookup, |id| {
-                matches!(lookup(id), Ok(Some(_)))
-            });
+            let found = find_retry(part, lookup, |id| matches!(lookup(id), Ok(Some(_))));
             match found {
                 Ok(Some(result)) => retried.push(result),
                 Ok(None) => {}
@@ -387,8 +399,7 @@ impl ShardWriter {
                     for (i, event) in part.events.iter().enumerate() {
                         let id = event.id.expect("filled in");
                         let mut headers = OwnedHeaders::new();
-                        for (name, value) in
-                            event_headers(id, event, first + i as u64, recorded_at)
+                        for (name, value) in event_headers(id, event, first + i as u64, recorded_at)
                         {
                             headers = headers.insert(Header {
                                 key: name,
@@ -415,7 +426,9 @@ impl ShardWriter {
                 match reports.get(&i) {
                     Some(Ok(offset)) => Ok(*offset),
                     Some(Err(e)) => Err(classify(e.clone())),
-                    None => Err(Failure::Aborted(format!("no delivery report for record {i}"))),
+                    None => Err(Failure::Aborted(format!(
+                        "no delivery report for record {i}"
+                    ))),
                 }
             };
             let mut results = Vec::new();
@@ -460,8 +473,8 @@ impl ShardWriter {
                     continue;
                 };
                 request_offset = Some(request_offset.unwrap_or(0).max(*offset + 1));
-                let body = serde_json::to_vec(&Reply::from_outcome(&outcome))
-                    .expect("a reply serializes");
+                let body =
+                    serde_json::to_vec(&Reply::from_outcome(&outcome)).expect("a reply serializes");
                 let headers = OwnedHeaders::new().insert(Header {
                     key: header::REQUEST_ID,
                     value: Some(request_id.as_bytes()),
@@ -516,10 +529,17 @@ struct Overlay {
 impl Overlay {
     fn record(&mut self, job: &Job, results: &[AppendResult], recorded_at: Timestamp) {
         for (part, result) in job.appends.iter().zip(results) {
-            let (KafkaPosition::Event { slot, offset: first }, KafkaPosition::Event { offset: last, .. }) = (
+            let (
+                KafkaPosition::Event {
+                    slot,
+                    offset: first,
+                },
+                KafkaPosition::Event { offset: last, .. },
+            ) = (
                 KafkaPosition::decode(result.first_position),
                 KafkaPosition::decode(result.last_position),
-            ) else {
+            )
+            else {
                 continue;
             };
             let reached = last as i64 + 1;

@@ -61,7 +61,8 @@ fn read_topic(topic: &str, partitions: i32) -> Vec<(String, BTreeMap<String, Str
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
         let (_, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
@@ -194,7 +195,10 @@ async fn records_carry_the_stream_as_key_and_the_event_in_headers() {
         .await
         .unwrap();
     let KafkaPosition::Event { slot, offset } = KafkaPosition::decode(r.first_position) else {
-        panic!("an append returns event positions, got {:?}", r.first_position);
+        panic!(
+            "an append returns event positions, got {:?}",
+            r.first_position
+        );
     };
     assert_eq!(slot.partition, store.partition_of(&s));
 
@@ -216,9 +220,15 @@ async fn records_carry_the_stream_as_key_and_the_event_in_headers() {
         serde_json::json!({"correlationId": "c-1"})
     );
     let stored = store.read_event(&s, 0).await.unwrap().unwrap();
-    assert_eq!(headers["factlog.recorded-at"], stored.recorded_at.to_rfc3339_micros());
+    assert_eq!(
+        headers["factlog.recorded-at"],
+        stored.recorded_at.to_rfc3339_micros()
+    );
     assert_eq!(stored.position, r.first_position);
-    assert!(offset < 2, "the first records of a new topic: offset {offset}");
+    assert!(
+        offset < 2,
+        "the first records of a new topic: offset {offset}"
+    );
     assert_eq!(records[1].1["factlog.version"], "1");
     store.close().await;
 }
@@ -237,9 +247,19 @@ async fn the_console_consumer_reads_keys_and_headers() {
         .unwrap();
     let topic = store.options().topic("order");
     let output = tokio::process::Command::new("java")
-        .args(["-cp", &classpath, "org.apache.kafka.tools.consumer.ConsoleConsumer"])
+        .args([
+            "-cp",
+            &classpath,
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        ])
         .args(["--bootstrap-server", &common::brokers(), "--topic", &topic])
-        .args(["--from-beginning", "--max-messages", "1", "--timeout-ms", "30000"])
+        .args([
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "30000",
+        ])
         .args(["--isolation-level", "read_committed"])
         .args(["--formatter-property", "print.key=true"])
         .args(["--formatter-property", "print.headers=true"])
@@ -274,7 +294,10 @@ async fn multi_stream_appends_across_partitions_are_refused() {
     let names: Vec<StreamName> = (0..20).map(|i| stream(&format!("acct-{i}"))).collect();
     let p0 = store.partition_of(&names[0]);
     let other = names.iter().find(|s| store.partition_of(s) != p0).unwrap();
-    let same = names[1..].iter().find(|s| store.partition_of(s) == p0).unwrap();
+    let same = names[1..]
+        .iter()
+        .find(|s| store.partition_of(s) == p0)
+        .unwrap();
     let part = |s: &StreamName, n| StreamAppend {
         stream: s.clone(),
         expected: ExpectedVersion::NoStream,
@@ -289,7 +312,10 @@ async fn multi_stream_appends_across_partitions_are_refused() {
         "{err:?}"
     );
     for s in [&names[0], other] {
-        assert!(store.stream_info(s).await.unwrap().is_none(), "nothing was written to {s}");
+        assert!(
+            store.stream_info(s).await.unwrap().is_none(),
+            "nothing was written to {s}"
+        );
     }
     // Streams of one partition, even of two categories, are one atomic append.
     let third = (0..50)

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use factlog_store::{
-    AppendError, AppendResult, EventId, Position, RecordedEvent, StreamAppend, StreamName, Timestamp, metadata_json,
+    AppendError, AppendResult, EventId, Position, RecordedEvent, StreamAppend, StreamName,
+    Timestamp, metadata_json,
 };
 use hashbrown::HashMap;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
@@ -372,9 +373,8 @@ impl Writer {
                 None => Ok(None),
             }
         };
-        let is_stored = |id: EventId| {
-            batch.ids.contains_key(&id.to_u128()) || index.ids.contains(id.to_u128())
-        };
+        let is_stored =
+            |id: EventId| batch.ids.contains_key(&id.to_u128()) || index.ids.contains(id.to_u128());
         factlog_store::find_retry(part, stored, is_stored)
     }
 

@@ -98,7 +98,12 @@ where
                 return Err(mixed(part.events[0].id.expect("filled in")).into());
             }
             // Events of one append are all new or all stored: check the rest are new.
-            if let Some(id) = part.events.iter().filter_map(|e| e.id).find(|&id| is_stored(id)) {
+            if let Some(id) = part
+                .events
+                .iter()
+                .filter_map(|e| e.id)
+                .find(|&id| is_stored(id))
+            {
                 return Err(mixed(id).into());
             }
             return Ok(None);

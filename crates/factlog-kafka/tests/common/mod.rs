@@ -46,5 +46,7 @@ pub fn options(prefix: &str, data_dir: PathBuf, node: &str) -> KafkaOptions {
 }
 
 pub async fn open(options: KafkaOptions) -> Arc<KafkaStore> {
-    KafkaStore::open(options).await.expect("the Kafka store opens")
+    KafkaStore::open(options)
+        .await
+        .expect("the Kafka store opens")
 }
