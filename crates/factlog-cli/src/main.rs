@@ -7,6 +7,7 @@
 mod bench;
 mod cmd;
 mod config;
+mod kafka_target;
 mod output;
 
 use std::path::PathBuf;
@@ -68,10 +69,14 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Follow '$all' or one stream, printing each event as it is appended.
     Tail(cmd::tail::Args),
-    /// Write every event (or one stream's) as JSON lines, for `factlog import`.
+    /// Write every event (or one stream's) as JSON lines, for `factlog import`; with --kafka
+    /// URL, of a store on Kafka (a backup).
     Export(cmd::export::Args),
     /// Append the JSON lines of `factlog export`, with their ids; running it again is harmless.
     Import(cmd::import::Args),
+    /// Copy an embedded store into a store on Kafka, keeping streams, versions and event ids;
+    /// resumable, and running it again writes nothing.
+    Migrate(cmd::migrate::Args),
     /// Copy the store into a new directory, consistently (the store must not be open elsewhere).
     Backup(cmd::backup::Args),
     /// Restore a backup of `factlog backup` into --data-dir, which must not exist or be empty.
@@ -128,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .data_dir
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    let server_flag = cli.server.is_some();
     let server = cli.server.or_else(|| file.client.server.clone());
     let token = cli
         .token
@@ -150,13 +156,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify(args) => cmd::verify::run(&target, args, &mut out)?,
         Command::Append(args) => cmd::append::run(&target, args, &mut out).await?,
-        Command::Read(args) => cmd::read::run(&target, args, &mut out).await?,
-        Command::Streams(args) => cmd::streams::run(&target, args, &mut out).await?,
-        Command::Info(args) => cmd::info::run(&target, args, &mut out).await?,
+        Command::Read(args) => {
+            let target = read_location(target, &args.kafka, server_flag, &file)?;
+            cmd::read::run(&target, args, &mut out).await?
+        }
+        Command::Streams(args) => {
+            let target = read_location(target, &args.kafka, server_flag, &file)?;
+            cmd::streams::run(&target, args, &mut out).await?
+        }
+        Command::Info(args) => {
+            let target = read_location(target, &args.kafka, server_flag, &file)?;
+            cmd::info::run(&target, args, &mut out).await?
+        }
         Command::Stats(args) => cmd::stats::run(&target, args, &mut out)?,
         Command::Tail(args) => cmd::tail::run(&target, args, &mut out).await?,
-        Command::Export(args) => cmd::export::run(&target, args, &mut out).await?,
+        Command::Export(args) => {
+            let target = read_location(target, &args.kafka, server_flag, &file)?;
+            cmd::export::run(&target, args, &mut out).await?
+        }
         Command::Import(args) => cmd::import::run(&target, args, &mut out).await?,
+        // It reads the directory of --from and writes to the URL of --to, nothing else.
+        Command::Migrate(args) => cmd::migrate::run(args, &file, &mut out).await?,
         Command::Backup(args) => cmd::backup::run(&target, args, &mut out).await?,
         Command::Restore(args) => cmd::restore::run(&target, args, &mut out)?,
         Command::Projections(args) => cmd::projections::run(&target, args, &mut out).await?,
@@ -165,6 +185,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     out.finish()?;
     Ok(())
+}
+
+/// Where a read command reads: the store on Kafka of its `--kafka URL`, or the data directory
+/// or server of the global options.
+fn read_location(
+    target: cmd::Location,
+    kafka: &kafka_target::KafkaReadArgs,
+    server_flag: bool,
+    file: &config::FileConfig,
+) -> anyhow::Result<cmd::Location> {
+    let Some(url) = &kafka.url else {
+        if !kafka.properties.is_empty() {
+            return Err(UsageError("--kafka-property applies to --kafka URL only".into()).into());
+        }
+        return Ok(target);
+    };
+    if server_flag {
+        return Err(UsageError(
+            "--kafka and --server (or FACTLOG_SERVER) both name a store: give one of them".into(),
+        )
+        .into());
+    }
+    let target = kafka_target::KafkaTarget::new(url, &kafka.properties, &file.kafka)?;
+    Ok(cmd::Location::Kafka(Box::new(target)))
 }
 
 fn init_tracing() {

@@ -138,25 +138,24 @@ fn wait_for_owners(brokers: &str, prefix: &str, members: usize) -> HashMap<Strin
     let group = format!("{prefix}writers");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(list) = consumer.fetch_group_list(Some(&group), Duration::from_secs(5)) {
-            if let Some(g) = list.groups().first()
-                && g.state() == "Stable"
-                && g.members().len() == members
-            {
-                let owners: HashMap<String, Vec<i32>> = g
-                    .members()
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.client_id().to_owned(),
-                            assigned_partitions(m.assignment().unwrap_or_default()),
-                        )
-                    })
-                    .collect();
-                let total: usize = owners.values().map(Vec::len).sum();
-                if total == PARTITIONS as usize {
-                    return owners;
-                }
+        if let Ok(list) = consumer.fetch_group_list(Some(&group), Duration::from_secs(5))
+            && let Some(g) = list.groups().first()
+            && g.state() == "Stable"
+            && g.members().len() == members
+        {
+            let owners: HashMap<String, Vec<i32>> = g
+                .members()
+                .iter()
+                .map(|m| {
+                    (
+                        m.client_id().to_owned(),
+                        assigned_partitions(m.assignment().unwrap_or_default()),
+                    )
+                })
+                .collect();
+            let total: usize = owners.values().map(Vec::len).sum();
+            if total == PARTITIONS as usize {
+                return owners;
             }
         }
         assert!(

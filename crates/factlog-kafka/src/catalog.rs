@@ -68,6 +68,8 @@ impl Catalog {
         let reader: BaseConsumer = options
             .client_config()
             .set("group.id", format!("{}catalog", options.topic_prefix))
+            // Its watermark and metadata queries wait behind its own fetches: keep them short.
+            .set("fetch.wait.max.ms", "10")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .create()

@@ -85,7 +85,7 @@ pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result
         .append(&args.stream, args.expected_version, events)
         .await;
     // Closing saves the index, so that the next command opens the store quickly.
-    store.close();
+    store.close().await;
     let result = result.with_context(|| format!("could not append to {}", args.stream))?;
     let count = result.last_version - result.first_version + 1;
     if out.json() {

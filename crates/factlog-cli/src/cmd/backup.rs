@@ -29,6 +29,12 @@ pub async fn run(location: &Location, args: Args, out: &mut Out) -> anyhow::Resu
     match location {
         Location::Dir(dir) => run_local(dir, args, out),
         Location::Server { url, token } => run_remote(url, token.as_deref(), args, out).await,
+        Location::Kafka(_) => Err(crate::UsageError(
+            "`factlog backup` copies a data directory or asks a server; for a store on Kafka, \
+             use `factlog export --kafka URL`"
+                .into(),
+        )
+        .into()),
     }
 }
 

@@ -2,7 +2,10 @@
 //! shape of the HTTP API's events (`factlog_api::EventJson`), for `factlog import`.
 //!
 //! The export holds the events stored when it starts, read a page at a time. It is written
-//! against the store API, so it runs the same against any backend.
+//! against the store API, so it runs the same against any backend: a data directory, a server
+//! (`--server`), or a store on Kafka (`--kafka URL`, a node that does not write and catches up
+//! with everything committed before the export starts; `$all` is then ordered per partition,
+//! and positions are Kafka positions, see docs/kafka.md).
 //!
 //! What a line keeps: id, stream, type, schema version, content type, metadata, and the data
 //! byte for byte: as `data` (JSON exactly as stored, or UTF-8 text for other content types) or,
@@ -32,12 +35,17 @@ pub struct Args {
     stream: Option<StreamName>,
 
     /// Where to start (included): a position, or with --stream a version. Default: the first.
+    /// With --kafka, a position of '$all' is exact only on the node that gave it: resume a
+    /// stream by version instead.
     #[arg(long, value_name = "N")]
     from: Option<u64>,
 
     /// Write the JSON lines to this file (created or replaced) instead of stdout.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub kafka: crate::kafka_target::KafkaReadArgs,
 }
 
 /// What to export.
@@ -49,7 +57,7 @@ pub struct Selection {
 }
 
 pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = target.open_existing()?;
+    let store = target.open_existing().await?;
     let selection = Selection {
         stream: args.stream.clone(),
         from: args.from,
@@ -64,7 +72,7 @@ pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result
         }
     };
     bar.finish_and_clear();
-    store.close();
+    store.close().await;
     let events = result?;
     // On stdout the events are the result; a summary would be mixed into them.
     if let Some(path) = &args.file {

@@ -80,7 +80,7 @@ pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result
     let result = import(&*store, &mut BufReader::new(input), &source, &bar).await;
     bar.finish_and_clear();
     // Closing syncs what bulk-import mode has not synced yet.
-    store.close();
+    store.close().await;
     if let Some(reason) = store.local().and_then(|s| s.stats().writer_failed) {
         anyhow::bail!(
             "the store failed while importing ({reason}); run the import again to finish it"

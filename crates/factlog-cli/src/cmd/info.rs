@@ -11,12 +11,15 @@ use crate::output::Out;
 pub struct Args {
     /// The stream, such as `order-7`.
     stream: StreamName,
+
+    #[command(flatten)]
+    pub kafka: crate::kafka_target::KafkaReadArgs,
 }
 
 pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = target.open_existing()?;
+    let store = target.open_existing().await?;
     let info = store.stream_info(&args.stream).await;
-    store.close();
+    store.close().await;
     let info = info?.ok_or_else(|| {
         anyhow!(
             "stream {} does not exist in {}; `factlog streams --prefix {}` lists similar names",

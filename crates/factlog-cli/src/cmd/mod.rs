@@ -6,6 +6,7 @@ pub mod bench;
 pub mod export;
 pub mod import;
 pub mod info;
+pub mod migrate;
 pub mod projections;
 pub mod read;
 pub mod restore;
@@ -21,10 +22,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use factlog_client::HttpStore;
+use factlog_kafka::KafkaStore;
 use factlog_log::{EmbeddedStore, IndexSource, OpenReport, Options, segment_file_name};
 use factlog_store::{EventStore, RecordedEvent};
 
 use crate::UsageError;
+use crate::kafka_target::{KafkaTarget, open_reader};
 use serde_json::{Value, json};
 
 /// Events asked of the store per call when a command reads more than that: bounds memory.
@@ -55,24 +58,35 @@ pub fn open(dir: &Path) -> anyhow::Result<EmbeddedStore> {
         .with_context(|| format!("could not open the store in {}", dir.display()))
 }
 
-/// Where a command works: a data directory (opened by the command, which then owns it), or a
-/// running server (`--server URL --token T`) through the HTTP client.
+/// Where a command works: a data directory (opened by the command, which then owns it), a
+/// running server (`--server URL --token T`) through the HTTP client, or, for the commands that
+/// only read, a store on Kafka (`--kafka URL`) through a node that does not write.
 #[derive(Debug, Clone)]
 pub enum Location {
     Dir(PathBuf),
     Server { url: String, token: Option<String> },
+    Kafka(Box<KafkaTarget>),
 }
 
-/// An open store: the embedded one in a data directory, or a server's.
+/// An open store: the embedded one in a data directory, a server's, or a store on Kafka.
 pub struct Opened {
     store: Arc<dyn EventStore>,
     embedded: Option<Arc<EmbeddedStore>>,
+    kafka: Option<KafkaNode>,
+}
+
+/// A reading node of a store on Kafka and its temporary replica directory, removed once the
+/// node is closed and this is dropped.
+struct KafkaNode {
+    store: Arc<KafkaStore>,
+    _replica: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
             .field("embedded", &self.embedded.is_some())
+            .field("kafka", &self.kafka.is_some())
             .finish()
     }
 }
@@ -90,6 +104,7 @@ impl Opened {
         Self {
             store: store.clone(),
             embedded: Some(store),
+            kafka: None,
         }
     }
 
@@ -98,20 +113,37 @@ impl Opened {
         self.embedded.as_deref()
     }
 
-    /// Closes an embedded store (sync, index snapshot, lock released); nothing for a server.
-    pub fn close(&self) {
+    /// Closes an embedded store (sync, index snapshot, lock released) or a Kafka node (its
+    /// replica); nothing for a server.
+    pub async fn close(&self) {
         if let Some(store) = &self.embedded {
             store.close();
+        }
+        if let Some(node) = &self.kafka {
+            node.store.close().await;
         }
     }
 }
 
 impl Location {
-    /// Opens the store, which must exist when it is a data directory.
-    pub fn open_existing(&self) -> anyhow::Result<Opened> {
+    /// Opens the store, which must exist: a data directory that holds one, a server, or a
+    /// store on Kafka (read by a node that catches up first, so it holds everything committed
+    /// when this is called).
+    pub async fn open_existing(&self) -> anyhow::Result<Opened> {
         match self {
             Location::Dir(dir) => open_existing(dir).map(Opened::embedded),
             Location::Server { .. } => self.server(),
+            Location::Kafka(target) => {
+                let (store, replica) = open_reader(target).await?;
+                Ok(Opened {
+                    store: store.clone(),
+                    embedded: None,
+                    kafka: Some(KafkaNode {
+                        store,
+                        _replica: replica,
+                    }),
+                })
+            }
         }
     }
 
@@ -127,6 +159,12 @@ impl Location {
                 .with_context(|| format!("could not open the store in {}", dir.display()))
                 .map(Opened::embedded),
             Location::Server { .. } => self.server(),
+            Location::Kafka(target) => Err(UsageError(format!(
+                "--kafka {} is for the commands that read (export, read, streams, info); to \
+                 copy a store into Kafka, use `factlog migrate --from DIR --to URL`",
+                target.url
+            ))
+            .into()),
         }
     }
 
@@ -139,6 +177,7 @@ impl Location {
         Ok(Opened {
             store: Arc::new(store),
             embedded: None,
+            kafka: None,
         })
     }
 
@@ -149,6 +188,9 @@ impl Location {
             Location::Server { .. } => Err(UsageError(format!(
                 "`factlog {command}` works on a data directory, not with --server: {why}"
             ))),
+            Location::Kafka(_) => Err(UsageError(format!(
+                "`factlog {command}` works on a data directory, not with --kafka: {why}"
+            ))),
         }
     }
 
@@ -157,6 +199,7 @@ impl Location {
         match self {
             Location::Dir(dir) => dir.display().to_string(),
             Location::Server { url, .. } => url.clone(),
+            Location::Kafka(target) => target.url.to_string(),
         }
     }
 }

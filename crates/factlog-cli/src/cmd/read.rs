@@ -58,6 +58,9 @@ pub struct Args {
     /// '$all' only: events of streams of this category (the name before the first '-').
     #[arg(long, value_name = "C")]
     category: Option<String>,
+
+    #[command(flatten)]
+    pub kafka: crate::kafka_target::KafkaReadArgs,
 }
 
 pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
@@ -73,7 +76,7 @@ pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result
         )
         .into());
     }
-    let store = target.open_existing()?;
+    let store = target.open_existing().await?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let direction = if args.backward {
         Direction::Backward
@@ -86,7 +89,7 @@ pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result
         }
         Target::All => read_all(&*store, args.from, direction, filter, limit, out).await,
     };
-    store.close();
+    store.close().await;
     result
 }
 

@@ -11,7 +11,7 @@
 //! same process, over the same store, and are served at `/projections/...`; only on the
 //! embedded store for now.
 
-mod kafka;
+pub(crate) mod kafka;
 mod projections;
 
 use std::net::SocketAddr;

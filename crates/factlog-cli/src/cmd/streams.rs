@@ -22,12 +22,15 @@ pub struct Args {
     /// Print at most this many names (default: all).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+
+    #[command(flatten)]
+    pub kafka: crate::kafka_target::KafkaReadArgs,
 }
 
 pub async fn run(target: &Location, args: Args, out: &mut Out) -> anyhow::Result<()> {
-    let store = target.open_existing()?;
+    let store = target.open_existing().await?;
     let result = list(&*store, args, out).await;
-    store.close();
+    store.close().await;
     result
 }
 

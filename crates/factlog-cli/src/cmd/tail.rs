@@ -97,9 +97,9 @@ pub async fn run(location: &Location, args: Args, out: &mut Out) -> anyhow::Resu
         )
         .into());
     }
-    let store = location.open_existing()?;
+    let store = location.open_existing().await?;
     let result = tail(&*store, &target, args.from, filter, args.count, out).await;
-    store.close();
+    store.close().await;
     result
 }
 
