@@ -169,10 +169,18 @@ impl Catalog {
                 .lock()
                 .fetch_metadata(Some(name), Duration::from_secs(10))
                 .map_err(|e| KafkaError::Kafka(format!("reading the metadata of {name}: {e}")))?;
+            // Found once every partition has a leader: a partition without one refuses reads
+            // of its end (NotLeaderForPartition) for a moment after creation.
             let found = metadata
                 .topics()
                 .iter()
-                .find(|t| t.name() == name && t.error().is_none())
+                .find(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                })
                 .map_or(0, |t| t.partitions().len());
             if found > 0 || std::time::Instant::now() > deadline {
                 break found;

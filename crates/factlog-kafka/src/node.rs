@@ -134,9 +134,19 @@ impl Node {
             .create()
             .map_err(KafkaError::client("the reply consumer"))?;
         let topic = options.replies_topic();
-        let (_, high) = replies
-            .fetch_watermarks(&topic, reply_partition, Duration::from_secs(10))
-            .map_err(|e| KafkaError::Kafka(format!("reading the end of {topic}: {e}")))?;
+        // A leader may still be moving (a new topic, a broker lost): try for a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let high = loop {
+            match replies.fetch_watermarks(&topic, reply_partition, Duration::from_secs(10)) {
+                Ok((_, high)) => break high,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(KafkaError::Kafka(format!(
+                        "reading the end of {topic}: {e}"
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, reply_partition, Offset::Offset(high))
             .expect("a valid partition");

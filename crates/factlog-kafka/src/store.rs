@@ -64,7 +64,21 @@ impl KafkaStore {
             catalog.clone(),
             tokio::runtime::Handle::current(),
         )?;
-        let node = Node::start(options.clone(), producer, catalog.clone(), replica.clone()).await?;
+        let node =
+            match Node::start(options.clone(), producer, catalog.clone(), replica.clone()).await {
+                Ok(node) => node,
+                Err(e) => {
+                    // Nothing may keep running after a failed open.
+                    replica.stop();
+                    let replica = replica.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _ = replica_thread.join();
+                        replica.store.close();
+                    })
+                    .await;
+                    return Err(e);
+                }
+            };
         Ok(Arc::new(Self {
             options,
             catalog,

@@ -22,6 +22,7 @@ pub mod child;
 pub mod compare;
 mod data;
 mod http;
+pub mod kafka;
 mod report;
 mod scenarios;
 mod sys;

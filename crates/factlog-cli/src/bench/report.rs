@@ -13,6 +13,8 @@ pub enum Unit {
     /// A duration, kept in seconds.
     Seconds,
     Bytes,
+    /// One figure over another (of the same unit).
+    Ratio,
 }
 
 impl Unit {
@@ -21,14 +23,16 @@ impl Unit {
             Unit::EventsPerSecond => "events/s",
             Unit::Seconds => "s",
             Unit::Bytes => "bytes",
+            Unit::Ratio => "ratio",
         }
     }
 
-    fn format(self, value: f64) -> String {
+    pub fn format(self, value: f64) -> String {
         match self {
             Unit::EventsPerSecond => format!("{} events/s", thousands(value)),
             Unit::Seconds => millis(Duration::from_secs_f64(value.max(0.0))),
             Unit::Bytes => size(value),
+            Unit::Ratio => format!("{value:.2}"),
         }
     }
 }
@@ -227,6 +231,19 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// `doc` with the text between the lines `begin` and `end` replaced by `generated` (the
+/// markers and the text appended at the end when they are absent): how a benchmark rewrites
+/// its part of `docs/benchmarks.md`.
+pub fn splice(doc: &str, begin: &str, end: &str, generated: &str) -> String {
+    let block = format!("{begin}\n{}\n{end}", generated.trim_end());
+    match (doc.find(begin), doc.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &doc[..b], &doc[e + end.len()..])
+        }
+        _ => format!("{}\n\n{block}\n", doc.trim_end()),
     }
 }
 

@@ -517,13 +517,7 @@ impl Report {
 /// `doc` with the text between the markers replaced by `generated` (the markers appended at
 /// the end when absent).
 pub fn splice(doc: &str, generated: &str) -> String {
-    let block = format!("{BEGIN_MARKER}\n{}\n{END_MARKER}", generated.trim_end());
-    match (doc.find(BEGIN_MARKER), doc.find(END_MARKER)) {
-        (Some(begin), Some(end)) if begin < end => {
-            format!("{}{block}{}", &doc[..begin], &doc[end + END_MARKER.len()..])
-        }
-        _ => format!("{}\n\n{block}\n", doc.trim_end()),
-    }
+    crate::bench::report::splice(doc, BEGIN_MARKER, END_MARKER, generated)
 }
 
 #[cfg(test)]
