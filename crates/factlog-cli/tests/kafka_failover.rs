@@ -5,15 +5,17 @@
 //! Run under `scripts/kafka.sh run -- cargo test -p factlog-cli --test kafka_failover`; the
 //! broker test starts its own three-broker cluster with `scripts/kafka.sh run --brokers 3`.
 
+mod kafka_common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use factlog_kafka::codec::partition_of;
+use kafka_common::{brokers, unique_prefix};
 use parking_lot::Mutex;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -25,28 +27,6 @@ const EXE: &str = env!("CARGO_BIN_EXE_factlog");
 /// its own) with session timeouts of a few seconds, which two cores could not keep together.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PARTITIONS: u32 = 2;
-
-fn brokers() -> String {
-    std::env::var("FACTLOG_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "FACTLOG_TEST_KAFKA_BROKERS is not set: run the tests under `scripts/kafka.sh run -- \
-             cargo test -p factlog-cli --test kafka_failover`, which starts a Kafka broker"
-        )
-    })
-}
-
-fn unique_prefix(name: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
-    format!(
-        "t.failover.{name}.{}.{micros}.{}.",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -64,14 +44,21 @@ struct Node {
 }
 
 impl Node {
+    /// A node with a 3 s session timeout.
     fn start(brokers: &str, prefix: &str, node_id: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("factlog.toml");
-        std::fs::write(
-            &config,
+        Self::start_with(
+            brokers,
+            prefix,
+            node_id,
             "[kafka]\nsession-timeout-seconds = 3\nappend-timeout-seconds = 30\n",
         )
-        .unwrap();
+    }
+
+    /// A node with this configuration file.
+    fn start_with(brokers: &str, prefix: &str, node_id: &str, config_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("factlog.toml");
+        std::fs::write(&config, config_toml).unwrap();
         let mut child = Command::new(EXE)
             .env_remove("FACTLOG_CONFIG")
             .env_remove("FACTLOG_DATA_DIR")
@@ -565,46 +552,13 @@ async fn killing_one_broker_of_three_loses_no_acknowledged_event() {
     let start = |node: &'static str| {
         let (brokers, prefix) = (cluster.brokers.clone(), prefix.clone());
         move || {
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("factlog.toml");
-            std::fs::write(
-                &config,
+            Node::start_with(
+                &brokers,
+                &prefix,
+                node,
                 "[kafka]\nsession-timeout-seconds = 6\nappend-timeout-seconds = 30\n\
                  replication-factor = 3\nmin-insync-replicas = 2\n",
             )
-            .unwrap();
-            let mut child = Command::new(EXE)
-                .arg("--config")
-                .arg(&config)
-                .arg("--data-dir")
-                .arg(dir.path().join("replica"))
-                .args([
-                    "--json",
-                    "serve",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--backend",
-                    "kafka",
-                ])
-                .args(["--brokers", &brokers, "--kafka-topic-prefix", &prefix])
-                .args(["--kafka-partitions", &PARTITIONS.to_string()])
-                .args(["--kafka-node-id", node])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let listening: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|_| panic!("factlog serve printed {line:?}"));
-            Node {
-                url: listening["listening"].as_str().unwrap().to_owned(),
-                child,
-                _dir: dir,
-            }
         }
     };
     let a = tokio::task::spawn_blocking(start("node-a")).await.unwrap();

@@ -4,11 +4,12 @@
 //! The tests with a broker need `FACTLOG_TEST_KAFKA_BROKERS`: run them under
 //! `scripts/kafka.sh run -- cargo test -p factlog-cli --test kafka_migrate`.
 
+mod kafka_common;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use factlog_log::{EmbeddedStore, Options};
@@ -16,6 +17,7 @@ use factlog_store::{
     ContentType, EventStore, EventType, ExpectedVersion, Metadata, NewEvent, StreamAppend,
     StreamName,
 };
+use kafka_common::{brokers, unique_prefix};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
@@ -32,30 +34,6 @@ const VARIABLES: &[&str] = &[
     "FACTLOG_KAFKA_PROPERTIES",
     "RUST_LOG",
 ];
-
-/// The brokers `scripts/kafka.sh run` started.
-fn brokers() -> String {
-    std::env::var("FACTLOG_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "FACTLOG_TEST_KAFKA_BROKERS is not set: run the tests under `scripts/kafka.sh run -- \
-             cargo test -p factlog-cli --test kafka_migrate`, which starts a Kafka broker"
-        )
-    })
-}
-
-/// A topic prefix no other test uses.
-fn unique_prefix(name: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
-    format!(
-        "t.migrate.{name}.{}.{micros}.{}.",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn url(prefix: &str) -> String {
     format!("kafka://{}/{prefix}?partitions={PARTITIONS}", brokers())

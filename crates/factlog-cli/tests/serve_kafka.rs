@@ -5,12 +5,14 @@
 //! The tests with a broker need `FACTLOG_TEST_KAFKA_BROKERS`: run them under
 //! `scripts/kafka.sh run -- cargo test -p factlog-cli --test serve_kafka`.
 
+mod kafka_common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use kafka_common::{brokers, unique_prefix};
 use serde_json::{Value, json};
 
 const EXE: &str = env!("CARGO_BIN_EXE_factlog");
@@ -332,30 +334,6 @@ fn projections_on_the_kafka_backend_are_refused_before_anything_starts() {
 }
 
 // ---- With a broker. ----
-
-/// The brokers `scripts/kafka.sh run` started.
-fn brokers() -> String {
-    std::env::var("FACTLOG_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "FACTLOG_TEST_KAFKA_BROKERS is not set: run the tests under `scripts/kafka.sh run -- \
-             cargo test -p factlog-cli --test serve_kafka`, which starts a Kafka broker"
-        )
-    })
-}
-
-/// A topic prefix no other test uses.
-fn unique_prefix(name: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
-    format!(
-        "t.cli.{name}.{}.{micros}.{}.",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// A running `factlog --json serve --backend kafka`; killed (by pid) if the test ends early.
 struct Node {
