@@ -208,6 +208,30 @@ async fn post(
     Ok((status, body))
 }
 
+/// `POST /streams/{stream}` until it is answered 201, sending the same append again (same ids,
+/// same expectation) while the outcome is unknown (no answer, 408, 5xx); at most 90 s.
+async fn post_until_answered(
+    http: &reqwest::Client,
+    url: &str,
+    stream: &str,
+    expected: &str,
+    body: &Value,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match post(http, url, stream, expected, body).await {
+            Ok((201, result)) => return result,
+            Ok((status, problem)) if status != 408 && status < 500 => {
+                panic!("{stream}: {status} {problem}")
+            }
+            other => {
+                assert!(Instant::now() < deadline, "{stream}: no answer: {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// Every event of a stream through a node's HTTP API: (version, event id).
 async fn read_stream(http: &reqwest::Client, url: &str, stream: &str) -> Vec<(u64, String)> {
     let response = http
@@ -434,12 +458,11 @@ async fn a_paused_node_is_fenced_and_rejoins() {
         .unwrap();
     let http = reqwest::Client::new();
 
-    // B owns the stream's shard and writes version 0 itself.
+    // B owns the stream's shard and writes version 0 itself (the first append of a category
+    // creates its topic; an answer of unknown outcome is sent again with the same ids).
     let (id0, first) = event(0);
-    let (status, result) = post(&http, &b.url, &stream, "no-stream", &first)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{result}");
+    let result = post_until_answered(&http, &b.url, &stream, "no-stream", &first).await;
+    assert_eq!(result["firstVersion"], 0, "{result}");
 
     // B pauses. A's append to that shard waits until the group gives A the shard (after B's
     // 3 s session timeout), then A fences B's transactional id and appends.

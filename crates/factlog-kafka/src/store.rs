@@ -22,6 +22,9 @@ use crate::node::Node;
 use crate::options::KafkaOptions;
 use crate::replica::{Replica, STASH_KEY, local_from};
 
+/// A step slower than this is logged, so a slow append says where its time went.
+pub(crate) const SLOW: Duration = Duration::from_secs(5);
+
 /// The store API on a Kafka cluster, as one node of it.
 pub struct KafkaStore {
     options: Arc<KafkaOptions>,
@@ -229,6 +232,7 @@ impl EventStore for KafkaStore {
             )));
         }
         let mut categories = Vec::with_capacity(appends.len());
+        let ensured = std::time::Instant::now();
         for part in &appends {
             let id = self
                 .catalog
@@ -237,7 +241,22 @@ impl EventStore for KafkaStore {
                 .map_err(|e| AppendError::Backend(e.to_string()))?;
             categories.push(id);
         }
+        if ensured.elapsed() > SLOW {
+            tracing::warn!(
+                took_ms = ensured.elapsed().as_millis() as u64,
+                "slow append: creating or finding its category topics took long"
+            );
+        }
+        let submitted = std::time::Instant::now();
         let results = self.node.submit(partition, appends, categories).await?;
+        if submitted.elapsed() > SLOW {
+            tracing::warn!(
+                partition,
+                took_ms = submitted.elapsed().as_millis() as u64,
+                owned = ?self.node.owned_partitions(),
+                "slow append: its partition's writer took long to answer"
+            );
+        }
         // Read-your-writes on this node.
         let targets: Vec<(Slot, i64)> = results
             .iter()
@@ -246,14 +265,22 @@ impl EventStore for KafkaStore {
                 KafkaPosition::Local(_) => None,
             })
             .collect();
-        self.replica
+        let waited = std::time::Instant::now();
+        let shown = self
+            .replica
             .wait_for(&targets, self.options.append_timeout)
-            .await
-            .map_err(|e| {
-                AppendError::Backend(format!(
-                    "the append was written, but this node's replica did not show it in time: {e}"
-                ))
-            })?;
+            .await;
+        if waited.elapsed() > SLOW {
+            tracing::warn!(
+                took_ms = waited.elapsed().as_millis() as u64,
+                "slow read-your-writes: the replica took long to show an append"
+            );
+        }
+        shown.map_err(|e| {
+            AppendError::Backend(format!(
+                "the append was written, but this node's replica did not show it in time: {e}"
+            ))
+        })?;
         Ok(results)
     }
 

@@ -140,6 +140,13 @@ impl ShardWriter {
             .map_err(|e| KafkaError::Kafka(format!("init_transactions for shard {k}: {e}")))?;
         let started = std::time::Instant::now();
         self.restore()?;
+        if started.elapsed() > crate::store::SLOW {
+            tracing::warn!(
+                partition = k,
+                took_ms = started.elapsed().as_millis() as u64,
+                "slow takeover: restoring the shard took long"
+            );
+        }
         tracing::info!(
             partition = k,
             took_ms = started.elapsed().as_millis() as u64,
@@ -267,7 +274,16 @@ impl ShardWriter {
         }
 
         // 2. One transaction: the events, the replies to routed appends, the request offsets.
+        let started = std::time::Instant::now();
         let outcome = self.transaction(producer, &accepted, &refused, recorded_at);
+        if started.elapsed() > crate::store::SLOW {
+            tracing::warn!(
+                partition = k,
+                took_ms = started.elapsed().as_millis() as u64,
+                appends = accepted.len(),
+                "slow transaction"
+            );
+        }
         match outcome {
             Ok(results) => {
                 // Until the replica holds them, this writer's own appends are checked
