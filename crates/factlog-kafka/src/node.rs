@@ -27,7 +27,7 @@ use crate::catalog::Catalog;
 use crate::codec::{Reply, Request, header, partition_of};
 use crate::options::KafkaOptions;
 use crate::replica::Replica;
-use crate::writer::{Job, MOVED, Origin, ShardWriter};
+use crate::writer::{AGAIN, Job, MOVED, Origin, ShardWriter};
 
 /// Appends queued for one shard writer, at most; more wait.
 const WRITER_QUEUE: usize = 4096;
@@ -298,7 +298,8 @@ impl Node {
             };
             match outcome {
                 Err(AppendError::Backend(m))
-                    if m.starts_with(MOVED) && Instant::now() < deadline =>
+                    if (m.starts_with(MOVED) || m.starts_with(AGAIN))
+                        && Instant::now() < deadline =>
                 {
                     // Ids are fixed, so sending the same append again is idempotent.
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -300,11 +300,16 @@ impl ShardWriter {
                 Ok(carried)
             }
             Err(Failure::Aborted(reason)) => {
-                let error = AppendError::Backend(format!(
-                    "the transaction of partition {k} was aborted ({reason}); nothing was appended, append again"
-                ));
+                // Nothing was written: routed appends are read again from the request topic,
+                // local ones are sent again by the store (their ids make that idempotent).
+                self.read_requests_again(
+                    accepted
+                        .iter()
+                        .map(|(j, _)| j)
+                        .chain(refused.iter().map(|(j, _)| j)),
+                );
                 for (job, _) in accepted {
-                    job.answer(Err(error.clone()));
+                    job.answer(Err(again(k, &reason)));
                 }
                 for (job, outcome) in refused {
                     job.answer(outcome);
@@ -312,6 +317,13 @@ impl ShardWriter {
                 Ok(carried)
             }
             Err(Failure::Fatal(reason)) => {
+                self.read_requests_again(
+                    accepted
+                        .iter()
+                        .map(|(j, _)| j)
+                        .chain(refused.iter().map(|(j, _)| j))
+                        .chain(carried.iter()),
+                );
                 for (job, _) in accepted {
                     job.answer(Err(moved(k)));
                 }
@@ -324,6 +336,30 @@ impl ShardWriter {
                 Err(KafkaError::Kafka(format!(
                     "the writer of partition {k} cannot go on: {reason}"
                 )))
+            }
+        }
+    }
+
+    /// Rewinds the request partition to the first of these routed appends, so that whoever
+    /// writes the shard next (this writer once restarted, or a new owner) reads them again:
+    /// their transaction did not commit, so neither did their offsets, but this node's
+    /// consumer had already read past them.
+    fn read_requests_again<'a>(&self, jobs: impl Iterator<Item = &'a Job>) {
+        let first = jobs
+            .filter_map(|j| match j.origin {
+                Origin::Routed { offset, .. } => Some(offset),
+                Origin::Local(_) => None,
+            })
+            .min();
+        if let Some(offset) = first {
+            let topic = self.node.options.requests_topic();
+            if let Err(e) = self.consumer.seek(
+                &topic,
+                self.partition as i32,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(partition = self.partition, error = %e, "rewinding the request partition");
             }
         }
     }
@@ -683,3 +719,12 @@ pub(crate) fn moved(partition: u32) -> AppendError {
 }
 
 pub(crate) const MOVED: &str = "ownership moved";
+
+/// The error of an append whose transaction was aborted; the store sends it again.
+fn again(partition: u32, reason: &str) -> AppendError {
+    AppendError::Backend(format!(
+        "{AGAIN}: the transaction of partition {partition} was aborted ({reason}); nothing was appended"
+    ))
+}
+
+pub(crate) const AGAIN: &str = "not appended yet";

@@ -12,12 +12,20 @@ use parking_lot::Mutex;
 
 struct KafkaBackend {
     dirs: Mutex<Vec<tempfile::TempDir>>,
+    /// Held from the case's first store until its end: the cases run one at a time, as each
+    /// starts a node (consumer group, transactional producers, replica) and two cores running
+    /// several at once turn seconds of startup into timeouts.
+    turn: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
+
+static TURNS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(1)));
 
 impl KafkaBackend {
     fn new() -> Self {
         Self {
             dirs: Mutex::new(Vec::new()),
+            turn: Mutex::new(None),
         }
     }
 }
@@ -27,6 +35,10 @@ impl Backend for KafkaBackend {
     type Store = KafkaStore;
 
     async fn open(&self) -> Arc<KafkaStore> {
+        if self.turn.lock().is_none() {
+            let permit = TURNS.clone().acquire_owned().await.unwrap();
+            *self.turn.lock() = Some(permit);
+        }
         let dir = tempfile::tempdir().unwrap();
         let options = common::options(
             &common::unique_prefix("conformance"),

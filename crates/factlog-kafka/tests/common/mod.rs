@@ -41,7 +41,7 @@ pub fn options(prefix: &str, data_dir: PathBuf, node: &str) -> KafkaOptions {
     o.partitions = 2;
     o.node_id = node.to_owned();
     o.session_timeout = Duration::from_secs(3);
-    o.append_timeout = Duration::from_secs(30);
+    o.append_timeout = Duration::from_secs(60);
     o
 }
 
