@@ -184,7 +184,9 @@ impl ShardWriter {
         Ok(())
     }
 
-    /// Waits until the replica has read partition `k` of every category topic to its end.
+    /// Waits until the replica has read partition `k` of every category topic to its end. Gives
+    /// up after 20 s with an error naming the partitions not reached; the writer then starts
+    /// over (fencing again and reading the catalog again).
     fn restore(&self) -> Result<(), KafkaError> {
         let node = &self.node;
         node.runtime.block_on(node.catalog.refresh())?;
@@ -204,7 +206,7 @@ impl ShardWriter {
             ));
         }
         node.runtime
-            .block_on(node.replica.wait_for(&targets, Duration::from_secs(120)))
+            .block_on(node.replica.wait_for(&targets, Duration::from_secs(20)))
     }
 
     /// Checks, writes and commits one batch. Returns the jobs to carry to the next batch (those

@@ -46,6 +46,13 @@ pub fn options(prefix: &str, data_dir: PathBuf, node: &str) -> KafkaOptions {
 }
 
 pub async fn open(options: KafkaOptions) -> Arc<KafkaStore> {
+    // Warnings of the store (slow steps, retries) go to the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     KafkaStore::open(options)
         .await
         .expect("the Kafka store opens")
