@@ -153,6 +153,14 @@ fn wait_for_owners(brokers: &str, prefix: &str, members: usize) -> HashMap<Strin
     }
 }
 
+/// [`wait_for_owners`] of a two-node group, off the async runtime.
+async fn owners_of_two(brokers: &str, prefix: &str) -> HashMap<String, Vec<i32>> {
+    let (brokers, prefix) = (brokers.to_owned(), prefix.to_owned());
+    tokio::task::spawn_blocking(move || wait_for_owners(&brokers, &prefix, 2))
+        .await
+        .unwrap()
+}
+
 /// The partitions in a consumer protocol assignment (version, then topics with partitions).
 fn assigned_partitions(bytes: &[u8]) -> Vec<i32> {
     let mut at = 2; // version
@@ -371,12 +379,7 @@ async fn sigkill_of_a_node_during_writes_loses_and_duplicates_nothing() {
     let prefix = unique_prefix("kill");
     let a = Node::start(&brokers, &prefix, "node-a");
     let b = Node::start(&brokers, &prefix, "node-b");
-    let owners = tokio::task::spawn_blocking({
-        let (brokers, prefix) = (brokers.clone(), prefix.clone());
-        move || wait_for_owners(&brokers, &prefix, 2)
-    })
-    .await
-    .unwrap();
+    let owners = owners_of_two(&brokers, &prefix).await;
     let b_partitions = owners["factlog-node-b"].clone();
     assert_eq!(
         b_partitions.len(),
@@ -445,12 +448,7 @@ async fn a_paused_node_is_fenced_and_rejoins() {
     let prefix = unique_prefix("zombie");
     let a = Node::start(&brokers, &prefix, "node-a");
     let b = Node::start(&brokers, &prefix, "node-b");
-    let owners = tokio::task::spawn_blocking({
-        let (brokers, prefix) = (brokers.clone(), prefix.clone());
-        move || wait_for_owners(&brokers, &prefix, 2)
-    })
-    .await
-    .unwrap();
+    let owners = owners_of_two(&brokers, &prefix).await;
     let b_partition = owners["factlog-node-b"][0] as u32;
     let stream = streams("ledger", 1)
         .into_iter()
@@ -492,12 +490,7 @@ async fn a_paused_node_is_fenced_and_rejoins() {
     }
 
     // B rejoins cleanly: the group is stable with both nodes, and appends through B work.
-    tokio::task::spawn_blocking({
-        let (brokers, prefix) = (brokers.clone(), prefix.clone());
-        move || wait_for_owners(&brokers, &prefix, 2)
-    })
-    .await
-    .unwrap();
+    owners_of_two(&brokers, &prefix).await;
     let (id3, third) = event(3);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
