@@ -204,13 +204,20 @@ impl Catalog {
             .fetch_watermarks(&topic, 0, Duration::from_secs(10))
             .map_err(|e| KafkaError::Kafka(format!("reading the end of {topic}: {e}")))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // A consumer error here is librdkafka reporting a broker it cannot reach (one of
+        // several down, a leader moving); it keeps fetching from the others, so the read goes
+        // on until the deadline and the last error is part of the timeout's message.
+        let mut last_error = None;
         loop {
             if self.known.lock().next_offset >= high {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
+                let why = last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
                 return Err(KafkaError::Kafka(format!(
-                    "the catalog topic {topic} could not be read to offset {high}"
+                    "the catalog topic {topic} could not be read to offset {high} in 30s{why}"
                 )));
             }
             let message = {
@@ -222,7 +229,9 @@ impl Catalog {
             match message {
                 None => tokio::task::yield_now().await,
                 Some(Err(e)) => {
-                    return Err(KafkaError::Kafka(format!("reading {topic}: {e}")));
+                    tracing::debug!(error = %e, topic, "catalog reader");
+                    last_error = Some(e);
+                    tokio::task::yield_now().await;
                 }
                 Some(Ok((offset, key))) => {
                     let mut known = self.known.lock();
