@@ -31,6 +31,11 @@ pub use projections::{
 
 /// The header that carries an append's expected version.
 pub const EXPECTED_VERSION_HEADER: &str = "expected-version";
+
+/// Read-your-writes: a request carrying positions (comma-separated, as appends return them)
+/// is answered once this server's reads see those events, on a store whose nodes replicate
+/// (Kafka); the answer is `unavailable` when they do not arrive in time.
+pub const WAIT_FOR_POSITION_HEADER: &str = "wait-for-position";
 /// The header of a `409` that carries the stream's current version (absent: no stream).
 pub const CURRENT_VERSION_HEADER: &str = "current-version";
 /// The media type of every error body (RFC 9457).

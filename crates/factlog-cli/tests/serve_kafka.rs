@@ -295,7 +295,7 @@ fn print_config_shows_the_kafka_settings_merged_and_masks_secrets() {
 }
 
 #[test]
-fn projections_on_the_kafka_backend_are_refused_before_anything_starts() {
+fn print_config_shows_the_projections_on_the_kafka_backend() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let file = dir.path().join("factlog.toml");
@@ -313,24 +313,13 @@ fn projections_on_the_kafka_backend_are_refused_before_anything_starts() {
         .arg(&file)
         .arg("--data-dir")
         .arg(&data)
-        .args(["serve", "--backend", "kafka", "--brokers", "127.0.0.1:9"]));
-    assert_usage_error(
-        &output,
-        &[
-            "projections",
-            "Kafka",
-            "per-partition checkpoints",
-            "not available yet",
-        ],
-    );
-    assert!(
-        !data.exists(),
-        "the refused start created the data directory"
-    );
-    assert!(
-        !dir.path().join("data.projections.sqlite").exists(),
-        "the refused start created the projections' file"
-    );
+        .args(["--json", "serve", "--print-config"])
+        .args(["--backend", "kafka", "--brokers", "127.0.0.1:9"]));
+    assert!(output.status.success(), "{output:?}");
+    let config: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(config["backend"], "kafka");
+    assert_eq!(config["projections"][0]["name"], "orders");
+    assert!(!data.exists(), "--print-config created the data directory");
 }
 
 // ---- With a broker. ----
@@ -600,4 +589,227 @@ async fn serves_appends_and_reads_on_kafka_then_stops_on_sigterm() {
         .await
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The stream summary's rows: stream -> (events, last version).
+fn summary(database: &Path, table: &str) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let Ok(conn) = rusqlite::Connection::open(database) else {
+        return Default::default();
+    };
+    let Ok(mut statement) =
+        conn.prepare(&format!("SELECT stream, events, last_version FROM {table}"))
+    else {
+        return Default::default();
+    };
+    statement
+        .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Appends `rounds` events to each stream through `url`, the streams spread over every
+/// partition, one append per stream and round, each at the version it expects.
+async fn append_rounds(
+    http: &reqwest::Client,
+    url: &str,
+    streams: &[String],
+    from: u64,
+    rounds: u64,
+) {
+    for round in from..from + rounds {
+        for stream in streams {
+            let expected = if round == 0 {
+                "no-stream".to_owned()
+            } else {
+                (round - 1).to_string()
+            };
+            let (status, body) = append(
+                http,
+                url,
+                stream,
+                &expected,
+                json!([{"eventType": "Deposited", "data": {"round": round}}]),
+            )
+            .await;
+            assert_eq!(status, 201, "{stream} round {round}: {body}");
+        }
+    }
+}
+
+/// Waits until the summary holds exactly `events` events for every stream (each applied once).
+async fn summary_reaches(database: &Path, table: &str, streams: &[String], events: i64) {
+    let want: std::collections::BTreeMap<String, (i64, i64)> = streams
+        .iter()
+        .map(|s| (s.clone(), (events, events - 1)))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = summary(database, table);
+        if rows == want {
+            return;
+        }
+        for (stream, (n, last)) in &rows {
+            assert!(
+                *n == last + 1 && *n <= events,
+                "{stream} has {n} events applied up to version {last}: an event was applied twice"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the summary did not reach {events} events per stream: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A projection on Kafka checkpoints per partition in its sink's transaction: killed with
+/// SIGKILL on one node and started on a fresh node (whose replica merges the partitions in
+/// another order), it resumes where its read model is, with every event applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_resumes_on_another_node_from_its_per_partition_checkpoint() {
+    let brokers = brokers();
+    let prefix = unique_prefix("projection");
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("read-models.sqlite");
+    let config = dir.path().join("factlog.toml");
+    std::fs::write(
+        &config,
+        "[[projections]]\nname = \"bank_summary\"\nkind = \"stream-summary\"\n\
+         categories = [\"bank\"]\nbatch-events-max = 7\nbatch-linger-ms = 0\n",
+    )
+    .unwrap();
+    let start = |replica: &str| {
+        Node::start(
+            &dir.path().join(replica),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--backend",
+                "kafka",
+                "--brokers",
+                &brokers,
+                "--kafka-topic-prefix",
+                &prefix,
+                "--kafka-partitions",
+                "4",
+                "--projection-sqlite-path",
+                database.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let http = reqwest::Client::new();
+    let streams: Vec<String> = (0..12).map(|i| format!("bank-{i}")).collect();
+
+    let a = start("replica-a");
+    assert_eq!(a.listening["projections"], json!(["bank_summary"]));
+    // Another category, which the projection does not want, interleaved in `$all`.
+    append_rounds(&http, &a.url, &["audit-1".to_owned()], 0, 3).await;
+    append_rounds(&http, &a.url, &streams, 0, 4).await;
+    summary_reaches(&database, "bank_summary", &streams, 4).await;
+    let status = get(&http, &a.url, "/projections/bank_summary").await;
+    assert_eq!(status["state"], "running", "{status}");
+    drop(a); // SIGKILL
+
+    // A fresh node: a new replica, partitions merged in its own arrival order.
+    let b = start("replica-b");
+    append_rounds(&http, &b.url, &streams, 4, 3).await;
+    summary_reaches(&database, "bank_summary", &streams, 7).await;
+    let status = get(&http, &b.url, "/projections/bank_summary").await;
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["lastError"], Value::Null, "{status}");
+    let status = tokio::task::spawn_blocking(move || b.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // And back on the first node's replica, behind by the events the second appended.
+    let a = start("replica-a");
+    append_rounds(&http, &a.url, &streams, 7, 1).await;
+    summary_reaches(&database, "bank_summary", &streams, 8).await;
+    drop(a);
+}
+
+/// Read-your-writes across nodes: a read on one node with `Wait-For-Position` set to what an
+/// append on the other returned sees the event; a position that is never written is answered
+/// `unavailable` once the wait runs out, not with a read that misses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_another_node_waits_for_the_position_an_append_returned() {
+    let brokers = brokers();
+    let prefix = unique_prefix("ryw");
+    let dir = tempfile::tempdir().unwrap();
+    let start = |replica: &str| {
+        Node::start(
+            &dir.path().join(replica),
+            &[
+                "--backend",
+                "kafka",
+                "--brokers",
+                &brokers,
+                "--kafka-topic-prefix",
+                &prefix,
+                "--kafka-partitions",
+                "2",
+                "--request-timeout-seconds",
+                "5",
+            ],
+            &[],
+        )
+    };
+    let (a, b) = (start("replica-a"), start("replica-b"));
+    let http = reqwest::Client::new();
+    for round in 0..20u64 {
+        let stream = format!("order-{round}");
+        let (status, appended) = append(
+            &http,
+            &a.url,
+            &stream,
+            "no-stream",
+            json!([{"eventType": "Placed", "data": {"round": round}}]),
+        )
+        .await;
+        assert_eq!(status, 201, "{appended}");
+        let last = appended["lastPosition"].as_str().unwrap();
+        let response = http
+            .get(format!("{}/streams/{stream}", b.url))
+            .header("Wait-For-Position", last)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "round {round}");
+        let page: Value = response.json().await.unwrap();
+        assert_eq!(page["events"][0]["position"], last, "round {round}: {page}");
+    }
+    // The same partition, far past its end: never written while the request waits.
+    let (_, appended) = append(
+        &http,
+        &a.url,
+        "order-x",
+        "no-stream",
+        json!([{"eventType": "Placed", "data": {}}]),
+    )
+    .await;
+    let beyond = position(&appended["lastPosition"]) + 1_000_000;
+    let started = std::time::Instant::now();
+    let response = http
+        .get(format!("{}/streams/order-x", b.url))
+        .header("Wait-For-Position", beyond.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&beyond.to_string()),
+        "{problem}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "it did not wait"
+    );
+    drop((a, b));
 }

@@ -55,6 +55,9 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+/// A catalog reader behind the end that fetches nothing for this long is assigned again.
+const STUCK: Duration = Duration::from_secs(5);
+
 impl Catalog {
     /// Connects, creates the store's internal topics when missing, and reads the catalog.
     pub async fn open(
@@ -111,16 +114,20 @@ impl Catalog {
                 ],
             )
             .await?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&catalog.options.catalog_topic(), 0, Offset::Beginning)
-            .expect("a valid partition");
-        catalog
-            .reader
-            .lock()
-            .assign(&tpl)
-            .map_err(KafkaError::client("the catalog reader"))?;
+        catalog.reassign(0)?;
         catalog.refresh().await?;
         Ok(catalog)
+    }
+
+    /// Assigns the catalog reader its partition, reading from `offset`.
+    fn reassign(&self, offset: i64) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.options.catalog_topic(), 0, Offset::Offset(offset))
+            .expect("a valid partition");
+        self.reader
+            .lock()
+            .assign(&tpl)
+            .map_err(KafkaError::client("the catalog reader"))
     }
 
     /// Creates a topic with the store's settings, or checks an existing one has the store's
@@ -208,9 +215,23 @@ impl Catalog {
         // several down, a leader moving); it keeps fetching from the others, so the read goes
         // on until the deadline and the last error is part of the timeout's message.
         let mut last_error = None;
+        let mut progress_at = std::time::Instant::now();
         loop {
-            if self.known.lock().next_offset >= high {
+            let next_offset = self.known.lock().next_offset;
+            if next_offset >= high {
                 return Ok(());
+            }
+            if progress_at.elapsed() > STUCK {
+                // Behind the end and nothing fetched for a while: assign the partition again
+                // at the next offset, which starts a new fetch whatever state the old one is in.
+                tracing::warn!(
+                    topic,
+                    next_offset,
+                    high,
+                    "the catalog reader fetched nothing for {STUCK:?}; assigning it again"
+                );
+                self.reassign(next_offset)?;
+                progress_at = std::time::Instant::now();
             }
             if std::time::Instant::now() > deadline {
                 let why = last_error
@@ -234,6 +255,7 @@ impl Catalog {
                     tokio::task::yield_now().await;
                 }
                 Some(Ok((offset, key))) => {
+                    progress_at = std::time::Instant::now();
                     let mut known = self.known.lock();
                     known.next_offset = offset + 1;
                     let Some(name) = key.and_then(|k| String::from_utf8(k).ok()) else {

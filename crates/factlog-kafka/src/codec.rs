@@ -63,6 +63,19 @@ pub struct Slot {
     pub partition: u32,
 }
 
+impl Slot {
+    /// The partition key of a checkpoint ([`factlog_store::Checkpoint`]): the bits of a
+    /// position above its offset, so every position of one slot has the same key.
+    pub fn key(self) -> u64 {
+        (u64::from(self.category) << PARTITION_BITS) | u64::from(self.partition)
+    }
+}
+
+/// The partition key of any position: its bits above the offset (0 for a node-local mark).
+pub fn partition_key(position: Position) -> u64 {
+    position.raw() >> OFFSET_BITS
+}
+
 /// A position on the Kafka backend: an event's place as (category, partition, offset), or a
 /// node-local mark (category 0) for places that are not an event, such as the end of `$all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -177,6 +177,51 @@ impl Replica {
         i.checked_sub(1).map(|i| applied[i].1)
     }
 
+    /// For a reader that has read up to `last_read(slot)` (an offset; `None`: nothing) in
+    /// each partition: the local position of the first replicated event it has not read
+    /// (`None` when it has read them all), and the last local position replicated (0: none).
+    pub fn first_unread(&self, last_read: impl Fn(Slot) -> Option<u64>) -> (Option<u64>, u64) {
+        let state = self.state.read();
+        let mut first: Option<u64> = None;
+        let mut last = 0;
+        for (&slot, s) in &state.slots {
+            if let Some(&(_, l)) = s.applied.last() {
+                last = last.max(l);
+            }
+            let i =
+                last_read(slot).map_or(0, |read| s.applied.partition_point(|&(o, _)| o <= read));
+            if let Some(&(_, l)) = s.applied.get(i) {
+                first = Some(first.map_or(l, |f| f.min(l)));
+            }
+        }
+        (first, last)
+    }
+
+    /// Each partition's last replicated event at or before the local position `local`, as
+    /// (slot, offset).
+    pub fn last_at_or_before_local(&self, local: u64) -> Vec<(Slot, u64)> {
+        let state = self.state.read();
+        state
+            .slots
+            .iter()
+            .filter_map(|(&slot, s)| {
+                let i = s.applied.partition_point(|&(_, l)| l <= local);
+                i.checked_sub(1).map(|i| (slot, s.applied[i].0))
+            })
+            .collect()
+    }
+
+    /// The local position of an API position: a node-local mark as it is, an event by its
+    /// place (the last event of its partition at or before it when it is not replicated).
+    pub fn local_of(&self, position: Position) -> u64 {
+        match KafkaPosition::decode(position) {
+            KafkaPosition::Local(l) => l,
+            KafkaPosition::Event { slot, offset } => {
+                self.local_at_or_before(slot, offset).unwrap_or(0)
+            }
+        }
+    }
+
     /// Whether the replica has read `slot` up to (not including) `offset`.
     pub fn reached(&self, slot: Slot, offset: i64) -> bool {
         self.state

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use factlog_store::{
-    AllFrom, AppendError, AppendResult, AsOf, Direction, EventFilter, EventId, EventStore,
-    ListStreams, Ordering as StoreOrdering, Position, ReadAll, ReadError, ReadStream,
-    RecordedEvent, StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage, SubscribeFrom,
-    Subscription, Timestamp, Version, check_appends,
+    AllFrom, AppendError, AppendResult, AsOf, Checkpoint, Direction, EventFilter, EventId,
+    EventStore, ListStreams, Ordering as StoreOrdering, Position, ReadAll, ReadError, ReadStream,
+    RecordedEvent, StreamAppend, StreamFrom, StreamInfo, StreamName, StreamPage, SubscribeError,
+    SubscribeFrom, Subscription, Timestamp, Version, check_appends,
 };
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -17,7 +17,7 @@ use rdkafka::producer::FutureProducer;
 
 use crate::KafkaError;
 use crate::catalog::Catalog;
-use crate::codec::{KafkaPosition, Slot, partition_of};
+use crate::codec::{KafkaPosition, Slot, partition_key, partition_of};
 use crate::node::Node;
 use crate::options::KafkaOptions;
 use crate::replica::{Replica, STASH_KEY, local_from};
@@ -431,6 +431,84 @@ impl EventStore for KafkaStore {
             .boxed()
     }
 
+    fn partition_key(&self, position: Position) -> u64 {
+        partition_key(position)
+    }
+
+    /// Starts this node's `$all` at the first replicated event the checkpoint does not cover
+    /// and leaves out the events after it that it does cover: each partition resumes after
+    /// its own offset, whatever order another node merged them in.
+    fn subscribe_after(&self, checkpoint: &Checkpoint, filter: EventFilter) -> Subscription {
+        let Checkpoint::PerPartition(parts) = checkpoint.clone() else {
+            let error = SubscribeError::Read(ReadError::Backend(format!(
+                "the checkpoint {checkpoint} is a single position; on Kafka a checkpoint is per partition"
+            )));
+            return futures::stream::once(async move { Err(error) }).boxed();
+        };
+        let from = match self.replica.first_unread(|slot| offset_read(&parts, slot)) {
+            (Some(first), _) if first <= 1 => SubscribeFrom::Start,
+            (Some(first), _) => SubscribeFrom::After(Position::from_raw(first - 1)),
+            (None, 0) => SubscribeFrom::Start,
+            (None, last) => SubscribeFrom::After(Position::from_raw(last)),
+        };
+        let checkpoint = Checkpoint::PerPartition(parts);
+        self.replica
+            .store
+            .subscribe_all(from, filter)
+            .map(|r| r.map(Replica::to_api))
+            .filter(move |r| {
+                let keep = match r {
+                    Ok(e) => !checkpoint.covers(partition_key(e.position), e.position),
+                    Err(_) => true,
+                };
+                std::future::ready(keep)
+            })
+            .boxed()
+    }
+
+    async fn checkpoint_at(&self, position: Position) -> Result<Checkpoint, ReadError> {
+        let mut checkpoint = Checkpoint::start(StoreOrdering::PerPartition);
+        if position == Position::START {
+            return Ok(checkpoint);
+        }
+        let local = self.replica.local_of(position);
+        for (slot, offset) in self.replica.last_at_or_before_local(local) {
+            checkpoint.advance(slot.key(), KafkaPosition::Event { slot, offset }.encode());
+        }
+        Ok(checkpoint)
+    }
+
+    async fn position_of(&self, checkpoint: &Checkpoint) -> Result<Position, ReadError> {
+        let Checkpoint::PerPartition(parts) = checkpoint else {
+            return Err(ReadError::Backend(format!(
+                "the checkpoint {checkpoint} is a single position; on Kafka a checkpoint is per partition"
+            )));
+        };
+        let local = match self.replica.first_unread(|slot| offset_read(parts, slot)) {
+            (Some(first), _) => first.saturating_sub(1),
+            (None, last) => last,
+        };
+        Ok(KafkaPosition::Local(local).encode())
+    }
+
+    async fn wait_for_position(
+        &self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<bool, ReadError> {
+        match self.wait_for(position, timeout).await {
+            Ok(()) => Ok(true),
+            Err(KafkaError::Timeout(_)) => Ok(false),
+            Err(e) => Err(ReadError::Backend(e.to_string())),
+        }
+    }
+
+    fn events_between(&self, from: Position, to: Position) -> u64 {
+        self.replica
+            .local_of(to)
+            .saturating_sub(self.replica.local_of(from))
+    }
+
     fn subscribe_stream(&self, stream: StreamName, from: SubscribeFrom<Version>) -> Subscription {
         self.replica
             .store
@@ -438,4 +516,14 @@ impl EventStore for KafkaStore {
             .map(|r| r.map(Replica::to_api))
             .boxed()
     }
+}
+
+/// The last offset of `slot` a per-partition checkpoint has read.
+fn offset_read(parts: &std::collections::BTreeMap<u64, Position>, slot: Slot) -> Option<u64> {
+    parts
+        .get(&slot.key())
+        .map(|p| match KafkaPosition::decode(*p) {
+            KafkaPosition::Event { offset, .. } => offset,
+            KafkaPosition::Local(_) => 0,
+        })
 }

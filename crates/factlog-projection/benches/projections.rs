@@ -21,7 +21,8 @@ use factlog_projection::{
     SqliteSink, Stored, StreamSummary, Target,
 };
 use factlog_store::{
-    EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamName, Timestamp,
+    Checkpoint, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamName,
+    Timestamp,
 };
 use parking_lot::Mutex;
 
@@ -49,7 +50,7 @@ impl Projection<NullSink> for Noop {
 }
 
 impl NullSink {
-    fn move_checkpoint(&self, target: &Target, to: Position) -> Result<(), ApplyError> {
+    fn move_checkpoint(&self, target: &Target, to: Checkpoint) -> Result<(), ApplyError> {
         let mut state = self.state.lock();
         let stored = state.as_mut().expect("registered");
         let checkpoint = stored
@@ -60,8 +61,8 @@ impl NullSink {
             return Err(ApplyError::Fenced {
                 name: target.name.clone(),
                 generation: target.generation,
-                expected: Some(target.checkpoint),
-                found: Some(*checkpoint),
+                expected: Some(target.checkpoint.clone()),
+                found: Some(checkpoint.clone()),
             });
         }
         *checkpoint = to;
@@ -109,7 +110,7 @@ impl Sink for NullSink {
         projection: Arc<P>,
         target: Target,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         for (i, event) in events.iter().enumerate() {
             projection
@@ -118,10 +119,15 @@ impl Sink for NullSink {
         }
         self.move_checkpoint(&target, to)
     }
-    async fn park(&self, target: Target, _: NewDeadLetter, to: Position) -> Result<(), ApplyError> {
+    async fn park(
+        &self,
+        target: Target,
+        _: NewDeadLetter,
+        to: Checkpoint,
+    ) -> Result<(), ApplyError> {
         self.move_checkpoint(&target, to)
     }
-    async fn set_checkpoint(&self, target: Target, to: Position) -> Result<(), ApplyError> {
+    async fn set_checkpoint(&self, target: Target, to: Checkpoint) -> Result<(), ApplyError> {
         self.move_checkpoint(&target, to)
     }
     async fn swap(&self, _: &ProjectionName, from: u64, to: u64) -> Result<(), SinkError> {

@@ -24,6 +24,12 @@
 //! 40P01, 53xxx and 57P01-57P03 make the sink unavailable (retried with backoff); the sink
 //! reconnects on its next operation when the connection is closed.
 //!
+//! # Checkpoints
+//!
+//! A checkpoint is a row of `factlog_checkpoints`: `position`, and `partitions` (NULL for a
+//! totally ordered checkpoint), as [`Checkpoint::to_columns`] writes them. The fence compares
+//! both columns with the row locked.
+//!
 //! # Views
 //!
 //! Swapping generations replaces each view (`CREATE OR REPLACE VIEW`, which keeps its grants) in
@@ -39,7 +45,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use factlog_store::{EventId, Position, RecordedEvent, Timestamp};
+use factlog_store::{Checkpoint, EventId, Position, RecordedEvent, Timestamp};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, TryStreamExt};
@@ -54,8 +60,10 @@ use crate::sink::{
 };
 use crate::sql;
 
-/// The runtime's schema, one migration per version. Version `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+/// The runtime's schema, one migration per version. Version `n` is `MIGRATIONS[n - 1]`; a
+/// migration never changes once released (schemas at its version exist).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE factlog_projections (
     name TEXT PRIMARY KEY,
     live_generation BIGINT NOT NULL,
@@ -93,7 +101,10 @@ CREATE TABLE factlog_dead_letters (
     status TEXT NOT NULL,
     PRIMARY KEY (projection, id)
 );
-"#];
+"#,
+    // Per-partition checkpoints (Kafka). The rows already there stay NULL: totally ordered.
+    "ALTER TABLE factlog_checkpoints ADD COLUMN partitions TEXT;",
+];
 
 /// The first key of the advisory lock that serializes migrations (`"Flog"`); the second is the
 /// hash of the schema's name.
@@ -103,9 +114,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection; the cache is emptied when it would hold more.
 const STATEMENTS_CACHED_MAX: usize = 512;
 
-const CHECKPOINT_FOR_UPDATE: &str = "SELECT position FROM factlog_checkpoints \
+const CHECKPOINT_FOR_UPDATE: &str = "SELECT position, partitions FROM factlog_checkpoints \
      WHERE projection = $1 AND generation = $2 FOR UPDATE";
-const CHECKPOINT_UPDATE: &str = "UPDATE factlog_checkpoints SET position = $3, updated_at = $4 \
+const CHECKPOINT_UPDATE: &str = "UPDATE factlog_checkpoints \
+     SET position = $3, partitions = $4, updated_at = $5 \
      WHERE projection = $1 AND generation = $2";
 const READ_TABLES: &str = "SELECT logical, physical FROM factlog_read_tables \
      WHERE projection = $1 AND generation = $2 ORDER BY logical";
@@ -351,6 +363,19 @@ impl From<tokio_postgres::Error> for ApplyError {
     }
 }
 
+/// The checkpoint of `generation` of `name` in `row`, whose columns `first` and `first + 1` are
+/// its position and partitions.
+fn checkpoint_row(
+    row: &Row,
+    first: usize,
+    name: &ProjectionName,
+    generation: u64,
+) -> Result<Checkpoint, SinkError> {
+    let position = Position::from_raw(u64_of(get(row, first)?, "position")?);
+    let partitions: Option<&str> = get(row, first + 1)?;
+    sql::checkpoint_from_columns("postgres", name, generation, position, partitions)
+}
+
 /// Column `index` of `row`.
 fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, SinkError> {
     row.try_get(index)
@@ -578,7 +603,7 @@ fn dead_letter_row(row: &Row) -> Result<DeadLetter, SinkError> {
     Ok(DeadLetter {
         id: u64_of(get(row, 0)?, "dead letter id")?,
         generation: u64_of(get(row, 1)?, "generation")?,
-        position: Position::from_raw(u64_of(get(row, 2)?, "position")?),
+        position: sql::position_of_column(get(row, 2)?),
         event_id: event_id.parse::<EventId>().map_err(|e| {
             SinkError::Invalid(format!("postgres: invalid event id {event_id:?}: {e}"))
         })?,
@@ -699,15 +724,17 @@ impl PostgresSink {
     async fn fenced(
         &self,
         target: &Target,
-        to: Position,
+        to: &Checkpoint,
         mut queued: Vec<Queued>,
     ) -> Result<(), ApplyError> {
+        let (position, partitions) = to.to_columns();
         queued.push(Queued::runtime(
             CHECKPOINT_UPDATE,
             vec![
                 Box::new(target.name.as_str().to_owned()),
                 Box::new(i64_of(target.generation)),
-                Box::new(i64_of(to.raw())),
+                Box::new(i64_of(position.raw())),
+                Box::new(partitions),
                 Box::new(Timestamp::now().unix_micros()),
             ],
         ));
@@ -722,14 +749,14 @@ impl PostgresSink {
             )
             .await?;
         let found = match row {
-            Some(row) => Some(Position::from_raw(u64_of(get(&row, 0)?, "position")?)),
+            Some(row) => Some(checkpoint_row(&row, 0, &target.name, target.generation)?),
             None => None,
         };
-        if found != Some(target.checkpoint) {
+        if found.as_ref() != Some(&target.checkpoint) {
             return Err(ApplyError::Fenced {
                 name: target.name.clone(),
                 generation: target.generation,
-                expected: Some(target.checkpoint),
+                expected: Some(target.checkpoint.clone()),
                 found,
             });
         }
@@ -834,7 +861,8 @@ impl Sink for PostgresSink {
             let statement = prepared(
                 &tx,
                 statements,
-                "SELECT generation, position FROM factlog_checkpoints WHERE projection = $1",
+                "SELECT generation, position, partitions FROM factlog_checkpoints \
+                 WHERE projection = $1",
             )
             .await?;
             let checkpoints = tx
@@ -842,10 +870,8 @@ impl Sink for PostgresSink {
                 .await?
                 .iter()
                 .map(|row| {
-                    Ok((
-                        u64_of(get(row, 0)?, "generation")?,
-                        Position::from_raw(u64_of(get(row, 1)?, "position")?),
-                    ))
+                    let generation = u64_of(get(row, 0)?, "generation")?;
+                    Ok((generation, checkpoint_row(row, 1, name, generation)?))
                 })
                 .collect::<Result<_, SinkError>>()?;
             Ok(Some(Stored {
@@ -884,10 +910,17 @@ impl Sink for PostgresSink {
                 .map_err(|e| q.origin.error(e))?;
         }
         let now = Timestamp::now().unix_micros();
+        let (position, partitions) = target.checkpoint.to_columns();
         tx.execute(
-            "INSERT INTO factlog_checkpoints (projection, generation, position, updated_at) \
-             VALUES ($1, $2, $3, $4)",
-            &[&name, &generation, &i64_of(target.checkpoint.raw()), &now],
+            "INSERT INTO factlog_checkpoints (projection, generation, position, partitions, \
+             updated_at) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &name,
+                &generation,
+                &i64_of(position.raw()),
+                &partitions,
+                &now,
+            ],
         )
         .await?;
         if live {
@@ -909,20 +942,20 @@ impl Sink for PostgresSink {
         projection: Arc<P>,
         target: Target,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         // The handlers run before anything is sent: their errors change nothing.
         let mut unit = PostgresUnit::new(&target.name, target.generation);
         handle_events(&*projection, &mut unit, &events)?;
         let queued = unit.queued;
-        self.fenced(&target, to, queued).await
+        self.fenced(&target, &to, queued).await
     }
 
     async fn park(
         &self,
         target: Target,
         dead_letter: NewDeadLetter,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         let event = &dead_letter.event;
         let insert = Queued::runtime(
@@ -934,7 +967,7 @@ impl Sink for PostgresSink {
             vec![
                 Box::new(target.name.as_str().to_owned()),
                 Box::new(i64_of(target.generation)),
-                Box::new(i64_of(event.position.raw())),
+                Box::new(sql::position_column(event.position)),
                 Box::new(event.id.to_string()),
                 Box::new(event.stream.as_str().to_owned()),
                 Box::new(i64_of(event.version)),
@@ -946,11 +979,11 @@ impl Sink for PostgresSink {
                 Box::new(dead_letter.last_failed_at.unix_micros()),
             ],
         );
-        self.fenced(&target, to, vec![insert]).await
+        self.fenced(&target, &to, vec![insert]).await
     }
 
-    async fn set_checkpoint(&self, target: Target, to: Position) -> Result<(), ApplyError> {
-        self.fenced(&target, to, Vec::new()).await
+    async fn set_checkpoint(&self, target: Target, to: Checkpoint) -> Result<(), ApplyError> {
+        self.fenced(&target, &to, Vec::new()).await
     }
 
     async fn swap(&self, name: &ProjectionName, from: u64, to: u64) -> Result<(), SinkError> {

@@ -9,15 +9,19 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<prefix>schema` | string | the version of this key layout (1); a newer one is refused |
+//! | `<prefix>schema` | string | the version of this key layout (2); a newer one is refused |
 //! | `<prefix>projection:<name>` | hash | `live_generation`, `paused` (`0`/`1`) |
-//! | `<prefix>checkpoint:<name>` | hash | generation -> checkpoint (a position, in decimal) |
+//! | `<prefix>checkpoint:<name>` | hash | `<gen>` -> the checkpoint's position, in decimal; `<gen>:partitions` -> the partitions of a per-partition checkpoint (absent for a totally ordered one), as [`Checkpoint::to_columns`] writes them |
 //! | `<prefix>progress:<name>` | hash | `<gen>:partial`: how far a failed script got (see below) |
 //! | `<prefix>dead:<name>` | hash | dead letter id -> the dead letter as JSON |
 //! | `<prefix>dead-seq:<name>` | string | the last dead letter id |
 //! | `<prefix>generations:<name>` | set | the generations that have (or had) read-model keys |
 //! | `<prefix>generations:<name>:<gen>:keys` | set | every read-model key handed out by [`RedisUnit::key`] in that generation |
 //! | `<prefix>rm:<name>:g<gen>:<suffix>` | any | the read model: the keys the projection writes |
+//!
+//! Version 1 of the layout had no `<gen>:partitions` fields: its checkpoints are the totally
+//! ordered checkpoints they were in version 2, so migrating only raises the version (which
+//! keeps an older Factlog, which would not see the partitions, away).
 //!
 //! Readers find the live generation's key of a suffix with [`RedisSink::live_key`] (it reads
 //! `live_generation`). Swapping generations switches `live_generation` in one script; the old
@@ -42,9 +46,14 @@
 //! Redis behaviour): the commands before the failing one stay applied. The script checks what
 //! it can before writing anything (the fence), but a command's own error (a wrong type, an
 //! unknown command, a wrong number of arguments) shows only when it runs. So the script
-//! records, with the unchanged checkpoint, how far it got (`<gen>:partial`: the failing
-//! event's position and how many of its commands ran): when the runner applies the batch
-//! again, one event at a time to find the failing one, the script skips what already ran. The
+//! records, with the unchanged checkpoint, how far it got (`<gen>:partial`): when the runner
+//! applies the batch again, one event at a time to find the failing one, the script skips what
+//! already ran. With a totally ordered checkpoint the events of a batch are in position order,
+//! and the marker holds the failing event's position and how many of its commands ran (every
+//! command of the events before it ran). With a per-partition checkpoint they are not (the
+//! partitions are merged), so the marker holds, for each event whose commands ran, its
+//! position and how many of its commands ran; an entry goes when its event is applied or
+//! parked. The
 //! commands of the failing event that ran before its failing command stay applied (once); if
 //! the event is parked and later retried, they run again (as they do each time a retry fails
 //! part-way). Final commands are never skipped: being idempotent, running them again is
@@ -63,7 +72,7 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use factlog_store::{EventId, Position, RecordedEvent, Timestamp};
+use factlog_store::{Checkpoint, EventId, Position, RecordedEvent, Timestamp};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{Arg, Cmd, ErrorKind, RedisError, Script, Value};
@@ -75,7 +84,7 @@ use crate::sink::{
 };
 
 /// The version of the key layout described in the module documentation.
-const SCHEMA_VERSION: u64 = 1;
+const SCHEMA_VERSION: u64 = 2;
 const KEY_PREFIX_BYTES_MAX: usize = 256;
 /// Lua's `unpack` fails at about 8,000 values.
 const COMMAND_ARGS_MAX: usize = 7000;
@@ -88,22 +97,66 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared by the scripts. Positions are compared as decimal strings (exact for any u64, where
 /// Lua's numbers are doubles).
+///
+/// A checkpoint travels to and from the scripts as one string ([`script_checkpoint`]): its
+/// position (`42`), or for a per-partition one the position, `/` and its partitions
+/// (`0/3:17,9:1099511627776`). The scripts store it in the checkpoint hash as two fields (see
+/// the module documentation) and compare it whole.
 const PRELUDE: &str = r#"
 local function lt(a, b)
   if #a ~= #b then return #a < #b end
   return a < b
 end
 
+-- The partitions of a checkpoint ('' when it has none yet), or nil for a totally ordered one.
+local function partitions_of(checkpoint)
+  return string.match(checkpoint, '^%d+/(.*)$')
+end
+
+-- The checkpoint of gen, or false when gen has none.
+local function get_checkpoint(checkpoints, gen)
+  local position = redis.call('HGET', checkpoints, gen)
+  if not position then return false end
+  local partitions = redis.call('HGET', checkpoints, gen .. ':partitions')
+  if partitions then return position .. '/' .. partitions end
+  return position
+end
+
+local function set_checkpoint(checkpoints, gen, checkpoint)
+  local position, partitions = string.match(checkpoint, '^(%d+)/(.*)$')
+  if position then
+    redis.call('HSET', checkpoints, gen, position, gen .. ':partitions', partitions)
+  else
+    redis.call('HSET', checkpoints, gen, checkpoint)
+    redis.call('HDEL', checkpoints, gen .. ':partitions')
+  end
+end
+
+-- Whether the per-partition checkpoint a has read everything b has (false when either is
+-- totally ordered).
+local function reached(a, b)
+  local pa, pb = partitions_of(a), partitions_of(b)
+  if not pa or not pb then return false end
+  local mine = {}
+  for k, p in string.gmatch(pa, '(%d+):(%d+)') do mine[k] = p end
+  for k, p in string.gmatch(pb, '(%d+):(%d+)') do
+    if not mine[k] or lt(mine[k], p) then return false end
+  end
+  return true
+end
+
 -- The queued commands, from ARGV[first] to ARGV[last]: for each, its number of arguments n
 -- and the n arguments; the first command of each event has -n instead, followed by the
 -- event's position. Then, after a 0, the final commands (idempotent: cmd_once, cmd_last),
--- each n and its arguments. Commands of events before skip_p, and the first skip_j commands of
--- the event at skip_p, ran in an earlier failed run and are skipped; final commands never are.
+-- each n and its arguments. skip(position) says how many of the event's first commands ran in
+-- an earlier failed run (math.huge: all): they are skipped; final commands never are. With a
+-- table seen, records in it, by position, how many of each event's commands are done (ran
+-- now or earlier).
 -- Returns nil, or the failure: {command index, position and commands done of the last event
 -- whose commands ran, error}.
-local function run(first, last, skip_p, skip_j)
+local function run(first, last, skip, seen)
   local i, index, position, done = first, 0, '0', 0
-  local skip_event, final = false, false
+  local skipped, final = 0, false
   while i <= last do
     local n = tonumber(ARGV[i])
     if n == 0 then
@@ -114,20 +167,27 @@ local function run(first, last, skip_p, skip_j)
         n = -n
         i = i + 1
         position, done = ARGV[i], 0
-        skip_event = skip_p and lt(position, skip_p)
+        skipped = skip(position)
       end
-      if final or not (skip_event or (position == skip_p and done < skip_j)) then
+      if final or done >= skipped then
         local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
         if type(reply) == 'table' and reply.err then
           return {index, position, done, reply.err}
         end
       end
-      if not final then done = done + 1 end
+      if not final then
+        done = done + 1
+        if seen then seen[position] = done end
+      end
       index = index + 1
       i = i + 1 + n
     end
   end
   return nil
+end
+
+local function skip_nothing()
+  return 0
 end
 
 -- The commands and keys after a header of h arguments: ARGV[#ARGV] is the number of keys,
@@ -145,37 +205,104 @@ local function queued(h, key_set)
   return h + 1, first - 1
 end
 
--- nil when the checkpoint of gen is the expected one, else the 'fenced' reply.
+-- nil when the checkpoint of gen (both fields) is the expected one, else the 'fenced' reply.
 local function fence(checkpoints, gen, expected)
-  local found = redis.call('HGET', checkpoints, gen)
+  local found = get_checkpoint(checkpoints, gen)
   if found == expected then return nil end
   if not found then return {'fenced'} end
   return {'fenced', found}
 end
 
--- The partial marker of gen, when it was left at checkpoint: position, commands done.
+-- The partial marker of gen, when it was left at checkpoint, else nil. For a totally ordered
+-- checkpoint, {p = the position of the event that failed, j = how many of its commands ran}:
+-- every command of the events before it ran. For a per-partition one (the events of a batch
+-- are not in position order), {done = position -> how many of that event's commands ran}.
 local function partial(progress, gen, checkpoint)
   local marker = redis.call('HGET', progress, gen .. ':partial')
-  if not marker then return nil, 0 end
-  local c, p, j = string.match(marker, '^(%d+) (%d+) (%d+)$')
-  if c ~= checkpoint then return nil, 0 end
-  return p, tonumber(j)
+  if not marker then return nil end
+  local c, rest = string.match(marker, '^(%S+) (.*)$')
+  if c ~= checkpoint then return nil end
+  if partitions_of(c) then
+    local done = {}
+    for q, d in string.gmatch(rest, '(%d+):(%d+)') do done[q] = tonumber(d) end
+    return {done = done}
+  end
+  local p, j = string.match(rest, '^(%d+) (%d+)$')
+  if not p then return nil end
+  return {p = p, j = tonumber(j)}
 end
 
-local function move(checkpoints, progress, gen, from, to)
-  redis.call('HSET', checkpoints, gen, to)
-  local p, j = partial(progress, gen, from)
-  if p and not lt(to, from) and lt(to, p) then
-    redis.call('HSET', progress, gen .. ':partial', to .. ' ' .. p .. ' ' .. j)
-  else
-    redis.call('HDEL', progress, gen .. ':partial')
+-- What run skips after a failed run that left marker.
+local function skipper(marker)
+  if not marker then return skip_nothing end
+  if marker.done then
+    return function(position) return marker.done[position] or 0 end
   end
+  return function(position)
+    if lt(position, marker.p) then return math.huge end
+    if position == marker.p then return marker.j end
+    return 0
+  end
+end
+
+-- A per-partition marker's events, in position order: 'position:done,...'.
+local function encode_done(done)
+  local positions = {}
+  for q in pairs(done) do positions[#positions + 1] = q end
+  table.sort(positions, lt)
+  for k, q in ipairs(positions) do positions[k] = q .. ':' .. done[q] end
+  return table.concat(positions, ',')
+end
+
+-- Records how far a failed run from checkpoint got: what marker said ran, and this run's
+-- progress (failed, and for a per-partition checkpoint seen), the further of the two.
+local function record(progress, gen, checkpoint, marker, failed, seen)
+  local field = gen .. ':partial'
+  if seen then
+    local done = marker and marker.done or {}
+    for q, d in pairs(seen) do
+      if not done[q] or done[q] < d then done[q] = d end
+    end
+    local text = encode_done(done)
+    if text ~= '' then redis.call('HSET', progress, field, checkpoint .. ' ' .. text) end
+    return
+  end
+  -- (A final command can fail after events that the marker already covers.)
+  local fp, fj = failed[2], failed[3]
+  if not marker or lt(marker.p, fp) or (marker.p == fp and marker.j < fj) then
+    redis.call('HSET', progress, field, checkpoint .. ' ' .. fp .. ' ' .. fj)
+  end
+end
+
+-- Moves the checkpoint of gen from `from` to `to`, and the partial marker left at `from` with
+-- it while it still says something: while the checkpoint moves forward (one event at a time,
+-- when the runner looks for the failing event), not past the event that failed (totally
+-- ordered), or until every event it names was applied (seen) or parked (`to` names its
+-- position) (per partition). Any other move (a reset) drops it.
+local function move(checkpoints, progress, gen, from, to, marker, seen)
+  set_checkpoint(checkpoints, gen, to)
+  local field = gen .. ':partial'
+  if marker and marker.done and reached(to, from) then
+    local done = marker.done
+    for q in pairs(seen or {}) do done[q] = nil end
+    for q in string.gmatch(partitions_of(to), ':(%d+)') do done[q] = nil end
+    local text = encode_done(done)
+    if text ~= '' then
+      redis.call('HSET', progress, field, to .. ' ' .. text)
+      return
+    end
+  elseif marker and marker.p and not partitions_of(to) and not lt(to, from)
+      and lt(to, marker.p) then
+    redis.call('HSET', progress, field, to .. ' ' .. marker.p .. ' ' .. marker.j)
+    return
+  end
+  redis.call('HDEL', progress, field)
 end
 
 -- Makes gen a dead generation: no checkpoint, no progress, no dead letters. Its keys are
 -- deleted afterwards, in batches.
 local function retire(checkpoints, progress, dead, gen)
-  redis.call('HDEL', checkpoints, gen)
+  redis.call('HDEL', checkpoints, gen, gen .. ':partitions')
   redis.call('HDEL', progress, gen .. ':partial')
   local letters = redis.call('HGETALL', dead)
   local g = tonumber(gen)
@@ -195,15 +322,12 @@ local gen, expected, to = ARGV[1], ARGV[2], ARGV[3]
 local stop = fence(KEYS[1], gen, expected)
 if stop then return stop end
 local first, last = queued(4, KEYS[3])
-local p, j = partial(KEYS[2], gen, expected)
-local failed = run(first, last, p, j)
+local marker = partial(KEYS[2], gen, expected)
+local seen = nil
+if partitions_of(expected) then seen = {} end
+local failed = run(first, last, skipper(marker), seen)
 if failed then
-  -- What ran is what the marker said ran, and this run's progress: the further of the two.
-  -- (A final command can fail after events that the marker already covers.)
-  local fp, fj = failed[2], failed[3]
-  if not p or lt(p, fp) or (p == fp and j < fj) then
-    redis.call('HSET', KEYS[2], gen .. ':partial', expected .. ' ' .. fp .. ' ' .. fj)
-  end
+  record(KEYS[2], gen, expected, marker, failed, seen)
   return {'error', failed[1], failed[4]}
 end
 local id = 0
@@ -211,7 +335,7 @@ if ARGV[4] ~= '' then
   id = redis.call('INCR', KEYS[5])
   redis.call('HSET', KEYS[4], id, ARGV[4])
 end
-move(KEYS[1], KEYS[2], gen, expected, to)
+move(KEYS[1], KEYS[2], gen, expected, to, marker, seen)
 return {'ok', id}
 "#;
 
@@ -229,9 +353,9 @@ if redis.call('HEXISTS', KEYS[2], gen) == 1 then
 end
 redis.call('SADD', KEYS[4], gen)
 local first, last = queued(3, KEYS[5])
-local failed = run(first, last, nil, 0)
+local failed = run(first, last, skip_nothing)
 if failed then return {'error', failed[1], failed[4]} end
-redis.call('HSET', KEYS[2], gen, ARGV[2])
+set_checkpoint(KEYS[2], gen, ARGV[2])
 redis.call('HDEL', KEYS[3], gen .. ':partial')
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'live_generation', gen, 'paused', '0')
@@ -283,7 +407,7 @@ if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 0 then
   return {'invalid', 'generation ' .. ARGV[4] .. ' does not exist'}
 end
 local first, last = queued(4, KEYS[3])
-local failed = run(first, last, nil, 0)
+local failed = run(first, last, skip_nothing)
 if failed then return {'error', failed[1], failed[4]} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return {'ok'}
@@ -313,6 +437,48 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return {'ok'}
 "#;
+
+/// A checkpoint as the scripts take it (see [`PRELUDE`]).
+fn script_checkpoint(checkpoint: &Checkpoint) -> String {
+    match checkpoint.to_columns() {
+        (position, None) => position.to_string(),
+        (position, Some(partitions)) => format!("{position}/{partitions}"),
+    }
+}
+
+/// The checkpoint of `generation` of `name` from its stored fields: the position and, for a
+/// per-partition checkpoint, the partitions.
+fn stored_checkpoint(
+    name: &ProjectionName,
+    generation: u64,
+    position: &str,
+    partitions: Option<&str>,
+) -> Result<Checkpoint, SinkError> {
+    let invalid = |what: String| {
+        SinkError::Invalid(format!(
+            "redis: the checkpoint of {name} generation {generation} cannot be read: {what} \
+             (it was changed outside Factlog)"
+        ))
+    };
+    let position = position
+        .parse::<Position>()
+        .map_err(|_| invalid(format!("its position is {position:?}")))?;
+    Checkpoint::from_columns(position, partitions).map_err(|e| invalid(e.to_string()))
+}
+
+/// A checkpoint as a script returns it (see [`PRELUDE`]).
+fn checkpoint_from_script(
+    name: &ProjectionName,
+    generation: u64,
+    text: &str,
+) -> Result<Checkpoint, SinkError> {
+    match text.split_once('/') {
+        None => stored_checkpoint(name, generation, text, None),
+        Some((position, partitions)) => {
+            stored_checkpoint(name, generation, position, Some(partitions))
+        }
+    }
+}
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
@@ -966,14 +1132,16 @@ impl RedisSink {
             "fenced" => {
                 let found = match reply.text(1) {
                     None => None,
-                    Some(text) => Some(Position::from_raw(text.parse().map_err(|_| {
-                        SinkError::Invalid(format!("redis: a checkpoint is {text:?}"))
-                    })?)),
+                    Some(text) => Some(checkpoint_from_script(
+                        &target.name,
+                        target.generation,
+                        &text,
+                    )?),
                 };
                 Err(ApplyError::Fenced {
                     name: target.name.clone(),
                     generation: target.generation,
-                    expected: Some(target.checkpoint),
+                    expected: Some(target.checkpoint.clone()),
                     found,
                 })
             }
@@ -988,7 +1156,7 @@ impl RedisSink {
     }
 
     /// The apply script's call for `target`, up to its queued commands.
-    fn apply_header(&self, target: &Target, to: Position, dead_letter: &str) -> Cmd {
+    fn apply_header(&self, target: &Target, to: &Checkpoint, dead_letter: &str) -> Cmd {
         let name = &target.name;
         let keys = self.keys(name);
         let key_set = self.key_set(name, target.generation);
@@ -1003,8 +1171,8 @@ impl RedisSink {
             ],
         );
         cmd.arg(target.generation)
-            .arg(target.checkpoint.raw())
-            .arg(to.raw())
+            .arg(script_checkpoint(&target.checkpoint))
+            .arg(script_checkpoint(to))
             .arg(dead_letter);
         cmd
     }
@@ -1195,16 +1363,31 @@ impl Sink for RedisSink {
         let live_generation = live
             .parse::<u64>()
             .map_err(|_| invalid("live generation", live))?;
-        let checkpoints = checkpoints
-            .iter()
+        // `<gen>` holds the position, `<gen>:partitions` the partitions when there are some.
+        let mut positions: BTreeMap<u64, &str> = BTreeMap::new();
+        let mut partitions: BTreeMap<u64, &str> = BTreeMap::new();
+        for (field, value) in &checkpoints {
+            let (generation, into) = match field.strip_suffix(":partitions") {
+                Some(generation) => (generation, &mut partitions),
+                None => (field.as_str(), &mut positions),
+            };
+            let generation = generation
+                .parse::<u64>()
+                .map_err(|_| invalid("a checkpoint field", field))?;
+            into.insert(generation, value);
+        }
+        if let Some(generation) = partitions.keys().find(|g| !positions.contains_key(g)) {
+            return Err(SinkError::Invalid(format!(
+                "redis: {name} has partitions but no position for the checkpoint of generation \
+                 {generation}"
+            )));
+        }
+        let checkpoints = positions
+            .into_iter()
             .map(|(generation, position)| {
-                let generation = generation
-                    .parse::<u64>()
-                    .map_err(|_| invalid("a checkpoint of generation", generation))?;
-                let position = position
-                    .parse::<u64>()
-                    .map_err(|_| invalid("a checkpoint", position))?;
-                Ok((generation, Position::from_raw(position)))
+                let partitions = partitions.get(&generation).copied();
+                let checkpoint = stored_checkpoint(name, generation, position, partitions)?;
+                Ok((generation, checkpoint))
             })
             .collect::<Result<BTreeMap<_, _>, SinkError>>()?;
         Ok(Some(Stored {
@@ -1238,7 +1421,7 @@ impl Sink for RedisSink {
             ],
         );
         cmd.arg(generation)
-            .arg(target.checkpoint.raw())
+            .arg(script_checkpoint(&target.checkpoint))
             .arg(if live { "1" } else { "0" });
         let mut unit = RedisUnit::new(self, name, generation, cmd);
         unit.begin(0, Position::START);
@@ -1271,9 +1454,9 @@ impl Sink for RedisSink {
         projection: Arc<P>,
         target: Target,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
-        let cmd = self.apply_header(&target, to, "");
+        let cmd = self.apply_header(&target, &to, "");
         let mut unit = RedisUnit::new(self, &target.name, target.generation, cmd);
         for (index, event) in events.iter().enumerate() {
             unit.begin(index, event.position);
@@ -1295,16 +1478,16 @@ impl Sink for RedisSink {
         &self,
         target: Target,
         dead_letter: NewDeadLetter,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         let json = StoredDeadLetter::new(target.generation, &dead_letter).json();
-        let mut cmd = self.apply_header(&target, to, &json);
+        let mut cmd = self.apply_header(&target, &to, &json);
         cmd.arg(0);
         self.move_checkpoint(&target, &cmd, &[]).await
     }
 
-    async fn set_checkpoint(&self, target: Target, to: Position) -> Result<(), ApplyError> {
-        let mut cmd = self.apply_header(&target, to, "");
+    async fn set_checkpoint(&self, target: Target, to: Checkpoint) -> Result<(), ApplyError> {
+        let mut cmd = self.apply_header(&target, &to, "");
         cmd.arg(0);
         self.move_checkpoint(&target, &cmd, &[]).await
     }

@@ -2,12 +2,11 @@
 //! consumer group: a target, a plan that shows what would change, and `execute` to apply it.
 
 use factlog_store::{
-    AllFrom, AsOf, Direction, EventStore, Position, ReadAll, ReadError, Timestamp,
+    AllFrom, AsOf, Direction, EventStore, Ordering, Position, ReadAll, ReadError, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::projection::ProjectionName;
-use crate::status::events_between;
 
 /// Where to move a projection's checkpoint. The projection processes the events after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +67,9 @@ pub(crate) async fn resolve(
         ResetTarget::Latest => end,
         ResetTarget::Position(p) if p == Position::START => p,
         ResetTarget::Position(p) => {
-            if p > end {
+            // Positions of different partitions are not comparable: past the end is only
+            // told on a totally ordered store; elsewhere the read below finds no such event.
+            if store.ordering() == Ordering::Total && p > end {
                 return Err(ResetError::PastEnd { position: p, end });
             }
             let found = store
@@ -110,7 +111,7 @@ pub(crate) async fn resolve(
                 let events = store.read_all(read).await?;
                 events
                     .iter()
-                    .filter(|e| e.position > current)
+                    .filter(|e| e.position != current)
                     .take(n)
                     .last()
                     .map_or(current, |e| e.position)
@@ -141,6 +142,7 @@ pub(crate) async fn last_position(store: &dyn EventStore) -> Result<Position, Re
 }
 
 pub(crate) fn plan(
+    store: &dyn EventStore,
     projection: ProjectionName,
     generation: u64,
     target: ResetTarget,
@@ -154,9 +156,9 @@ pub(crate) fn plan(
         target,
         current_position: current,
         new_position: new,
-        events_to_reapply: events_between(new, current),
-        events_to_skip: events_between(current, new),
-        lag_events: events_between(new, end),
+        events_to_reapply: store.events_between(new, current),
+        events_to_skip: store.events_between(current, new),
+        lag_events: store.events_between(new, end),
         executed: false,
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factlog_store::{
-    EventFilter, EventStore, Position, ReadAll, RecordedEvent, SubscribeError, SubscribeFrom,
+    Checkpoint, EventFilter, EventStore, Position, ReadAll, RecordedEvent, SubscribeError,
     Timestamp,
 };
 use futures::{Stream, StreamExt};
@@ -26,7 +26,7 @@ use crate::reset::{self, ResetPlan, ResetTarget};
 use crate::sink::{
     ApplyError, DeadLetter, DeadLetterStatus, NewDeadLetter, Sink, SinkError, Target,
 };
-use crate::status::{LastError, Rate, RebuildStatus, State, Status, events_between};
+use crate::status::{LastError, Rate, RebuildStatus, State, Status};
 
 type Batches = Pin<Box<dyn Stream<Item = Vec<Result<RecordedEvent, SubscribeError>>> + Send>>;
 
@@ -71,7 +71,7 @@ pub fn spawn<S: Sink, P: Projection<S>>(
         interest,
         options,
         status: status.clone(),
-        live: Lane::new(0, Position::START),
+        live: Lane::new(0, Checkpoint::Total(Position::START), Position::START),
         building: None,
         paused: false,
         stopped: false,
@@ -85,10 +85,14 @@ pub fn spawn<S: Sink, P: Projection<S>>(
 struct Lane {
     generation: u64,
     /// The checkpoint as committed in the sink.
-    committed: Position,
+    committed: Checkpoint,
     /// Processed but not yet committed: the end of a run of events the projection does not
     /// want, committed at most every `idle_checkpoint_interval`.
-    pending: Option<Position>,
+    pending: Option<Checkpoint>,
+    /// The place in this node's `$all` order of the last event processed (committed or
+    /// pending), and of the last committed: for status and lag.
+    position: Position,
+    committed_position: Position,
     committed_at: Instant,
     batches: Option<Batches>,
     /// After a subscription error, when to subscribe again.
@@ -97,11 +101,13 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(generation: u64, committed: Position) -> Self {
+    fn new(generation: u64, committed: Checkpoint, position: Position) -> Self {
         Self {
             generation,
             committed,
             pending: None,
+            position,
+            committed_position: position,
             committed_at: Instant::now(),
             batches: None,
             resubscribe_at: None,
@@ -109,21 +115,24 @@ impl Lane {
         }
     }
 
-    fn position(&self) -> Position {
-        self.pending.unwrap_or(self.committed)
+    /// What has been processed, committed or not: where a new subscription starts.
+    fn checkpoint(&self) -> &Checkpoint {
+        self.pending.as_ref().unwrap_or(&self.committed)
     }
 
     fn target(&self, runner_name: &crate::ProjectionName) -> Target {
         Target {
             name: runner_name.clone(),
             generation: self.generation,
-            checkpoint: self.committed,
+            checkpoint: self.committed.clone(),
         }
     }
 
-    fn committed(&mut self, to: Position) {
+    fn committed(&mut self, to: Checkpoint, at: Position) {
         self.committed = to;
         self.pending = None;
+        self.position = at;
+        self.committed_position = at;
         self.committed_at = Instant::now();
     }
 }
@@ -205,7 +214,9 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         loop {
             match self.load().await {
                 Ok(()) => {
-                    self.status.lock().last_error = None;
+                    if !self.stopped {
+                        self.status.lock().last_error = None;
+                    }
                     self.publish();
                     self.measure().await;
                     return true;
@@ -231,14 +242,14 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
     }
 
     async fn load(&mut self) -> Result<(), ApplyError> {
-        let name = &self.options.name;
+        let name = &self.options.name.clone();
         let stored = match self.sink.load(name).await? {
             Some(stored) => stored,
             None => {
                 let target = Target {
                     name: name.clone(),
                     generation: 1,
-                    checkpoint: Position::START,
+                    checkpoint: Checkpoint::start(self.store.ordering()),
                 };
                 self.sink
                     .create_generation(self.projection.clone(), target, true)
@@ -250,17 +261,34 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             }
         };
         let live = stored.live_generation;
-        let committed = *stored.checkpoints.get(&live).ok_or_else(|| {
+        let committed = stored.checkpoints.get(&live).cloned().ok_or_else(|| {
             SinkError::Invalid(format!(
                 "{name} has no checkpoint for its live generation {live}"
             ))
         })?;
-        self.live = Lane::new(live, committed);
-        self.building = stored
-            .checkpoints
-            .range(live + 1..)
-            .next_back()
-            .map(|(&generation, &position)| Lane::new(generation, position));
+        let mut mismatch = None;
+        let position = match self.other_ordering(&committed) {
+            None => position_of(&*self.store, &committed).await?,
+            Some(message) => {
+                mismatch = Some(message);
+                Position::START
+            }
+        };
+        self.live = Lane::new(live, committed, position);
+        self.building = None;
+        if let Some((&generation, checkpoint)) = stored.checkpoints.range(live + 1..).next_back() {
+            let position = match self.other_ordering(checkpoint) {
+                None => position_of(&*self.store, checkpoint).await?,
+                Some(message) => {
+                    mismatch.get_or_insert(message);
+                    Position::START
+                }
+            };
+            self.building = Some(Lane::new(generation, checkpoint.clone(), position));
+        }
+        if let Some(message) = mismatch {
+            self.stop(message);
+        }
         self.paused = stored.paused;
         let parked = self
             .sink
@@ -271,6 +299,36 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             .count();
         self.status.lock().dead_letters_parked = parked as u64;
         Ok(())
+    }
+
+    /// Why `checkpoint` cannot be resumed from here: it is of the other kind than the store's
+    /// ordering, because the sink was written by this projection over another backend (an
+    /// embedded store's sink given to a Kafka node, say). The runner then stops until a reset
+    /// gives it a checkpoint of this store.
+    fn other_ordering(&self, checkpoint: &Checkpoint) -> Option<String> {
+        let expected = Checkpoint::start(self.store.ordering());
+        (std::mem::discriminant(&expected) != std::mem::discriminant(checkpoint)).then(|| {
+            format!(
+                "the checkpoint {checkpoint} was written over a store ordered otherwise than \
+                 this one ({:?}): the read model was built from another backend; reset the \
+                 projection (`factlog projections reset --to-earliest --execute` applies every \
+                 event again) or point it at a new sink",
+                self.store.ordering()
+            )
+        })
+    }
+
+    /// `checkpoint` advanced past `events`.
+    fn advanced<'e>(
+        &self,
+        checkpoint: &Checkpoint,
+        events: impl IntoIterator<Item = &'e RecordedEvent>,
+    ) -> Checkpoint {
+        let mut to = checkpoint.clone();
+        for event in events {
+            to.advance(self.store.partition_key(event.position), event.position);
+        }
+        to
     }
 
     fn lane(&mut self, which: Which) -> Option<&mut Lane> {
@@ -303,13 +361,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             return;
         }
         lane.resubscribe_at = None;
-        let position = lane.position();
-        let from = if position == Position::START {
-            SubscribeFrom::Start
-        } else {
-            SubscribeFrom::After(position)
-        };
-        let events = store.subscribe_all(from, EventFilter::default());
+        let events = store.subscribe_after(lane.checkpoint(), EventFilter::default());
         lane.batches = Some(if linger.is_zero() {
             Box::pin(events.ready_chunks(batch_events_max))
         } else {
@@ -356,13 +408,16 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             }
         }
         if let Some(last) = events.last() {
-            let to = last.position;
+            let at = last.position;
+            let Some(lane) = self.lane(which) else { return };
+            let from = lane.checkpoint().clone();
+            let to = self.advanced(&from, &events);
             let read = events.len() as u64;
             let wanted: Vec<RecordedEvent> = events
                 .into_iter()
                 .filter(|e| self.interest.matches(e))
                 .collect();
-            if let Err(Stop(message)) = self.apply(which, wanted, to).await {
+            if let Err(Stop(message)) = self.apply(which, wanted, to, at).await {
                 self.stop(message);
                 return;
             }
@@ -384,18 +439,23 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         &mut self,
         which: Which,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
+        at: Position,
     ) -> Result<(), Stop> {
         if events.is_empty() {
             let interval = self.options.idle_checkpoint_interval;
             let lane = self.lane(which).expect("a lane being processed exists");
             if lane.committed_at.elapsed() < interval {
                 lane.pending = Some(to);
+                lane.position = at;
                 return Ok(());
             }
         }
         let count = events.len() as u64;
-        match self.apply_retrying_sink(which, events.clone(), to).await? {
+        match self
+            .apply_retrying_sink(which, events.clone(), to.clone(), at)
+            .await?
+        {
             Ok(()) => {
                 if which == Which::Live {
                     self.status.lock().applied_total += count;
@@ -410,12 +470,12 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                     if which == Which::Live {
                         self.status.lock().applied_total += 1;
                     }
-                    debug_assert_eq!(self.lane(which).map(|l| l.committed), Some(position));
+                    debug_assert_eq!(self.lane(which).map(|l| l.position), Some(position));
                 }
-                let committed = self.lane(which).map(|l| l.committed);
-                if committed != Some(to)
+                let committed = self.lane(which).map(|l| l.committed.clone());
+                if committed.as_ref() != Some(&to)
                     && self
-                        .apply_retrying_sink(which, Vec::new(), to)
+                        .apply_retrying_sink(which, Vec::new(), to, at)
                         .await?
                         .is_err()
                 {
@@ -430,10 +490,12 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
     async fn apply_one(&mut self, which: Which, event: RecordedEvent) -> Result<(), Stop> {
         let mut attempts = 0u32;
         let mut first_failed_at = None;
+        let at = event.position;
         loop {
-            let to = event.position;
+            let from = self.lane(which).expect("lane").checkpoint().clone();
+            let to = self.advanced(&from, [&event]);
             let failure = match self
-                .apply_retrying_sink(which, vec![event.clone()], to)
+                .apply_retrying_sink(which, vec![event.clone()], to.clone(), at)
                 .await?
             {
                 Ok(()) => return Ok(()),
@@ -458,7 +520,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                     first_failed_at: first,
                     last_failed_at: now,
                 };
-                return self.park(which, dead_letter, to).await;
+                return self.park(which, dead_letter, to, at).await;
             }
             tokio::time::sleep(self.backoff(attempts)).await;
         }
@@ -468,15 +530,20 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         &mut self,
         which: Which,
         dead_letter: NewDeadLetter,
-        to: Position,
+        to: Checkpoint,
+        at: Position,
     ) -> Result<(), Stop> {
         let mut failures = 0;
         loop {
             let name = self.options.name.clone();
             let target = self.lane(which).expect("lane").target(&name);
-            match self.sink.park(target, dead_letter.clone(), to).await {
+            match self
+                .sink
+                .park(target, dead_letter.clone(), to.clone())
+                .await
+            {
                 Ok(()) => {
-                    self.lane(which).expect("lane").committed(to);
+                    self.lane(which).expect("lane").committed(to, at);
                     if which == Which::Live {
                         self.status.lock().dead_letters_parked += 1;
                     }
@@ -498,22 +565,23 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         &mut self,
         which: Which,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
+        at: Position,
     ) -> Result<Result<(), EventFailure>, Stop> {
         let mut failures = 0;
         loop {
             let name = self.options.name.clone();
             let target = self.lane(which).expect("lane").target(&name);
             let result = if events.is_empty() {
-                self.sink.set_checkpoint(target, to).await
+                self.sink.set_checkpoint(target, to.clone()).await
             } else {
                 self.sink
-                    .apply(self.projection.clone(), target, events.clone(), to)
+                    .apply(self.projection.clone(), target, events.clone(), to.clone())
                     .await
             };
             match result {
                 Ok(()) => {
-                    self.lane(which).expect("lane").committed(to);
+                    self.lane(which).expect("lane").committed(to, at);
                     return Ok(Ok(()));
                 }
                 Err(ApplyError::Event {
@@ -529,7 +597,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
                 Err(ApplyError::Fenced {
                     found: Some(found), ..
                 }) if failures > 0 && found == to => {
-                    self.lane(which).expect("lane").committed(to);
+                    self.lane(which).expect("lane").committed(to, at);
                     return Ok(Ok(()));
                 }
                 Err(e) => return Err(Stop(e.to_string())),
@@ -541,7 +609,7 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         let Some(building) = &self.building else {
             return;
         };
-        if building.position() < self.live.position() || self.stopped {
+        if !building.checkpoint().reached(self.live.checkpoint()) || self.stopped {
             return;
         }
         let (from, to) = (self.live.generation, building.generation);
@@ -641,9 +709,10 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         target: ResetTarget,
         execute: bool,
     ) -> Result<ResetPlan, ControlError> {
-        let current = self.live.position();
+        let current = self.live.position;
         let (new, end) = reset::resolve(&*self.store, current, target).await?;
         let mut plan = reset::plan(
+            &*self.store,
             self.options.name.clone(),
             self.live.generation,
             target,
@@ -657,12 +726,16 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         if self.building.is_some() {
             return Err(ControlError::Rebuilding);
         }
+        let checkpoint = match target {
+            ResetTarget::Earliest => Checkpoint::start(self.store.ordering()),
+            _ => self.store.checkpoint_at(new).await?,
+        };
         let sink_target = self.live.target(&self.options.name);
         self.sink
-            .set_checkpoint(sink_target, new)
+            .set_checkpoint(sink_target, checkpoint.clone())
             .await
             .map_err(ControlError::from_apply)?;
-        self.live.committed(new);
+        self.live.committed(checkpoint, new);
         self.live.batches = None;
         self.live.resubscribe_at = None;
         if self.stopped {
@@ -679,16 +752,17 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             return Err(ControlError::AlreadyRebuilding(building.generation));
         }
         let generation = self.live.generation + 1;
+        let start = Checkpoint::start(self.store.ordering());
         let target = Target {
             name: self.options.name.clone(),
             generation,
-            checkpoint: Position::START,
+            checkpoint: start.clone(),
         };
         self.sink
             .create_generation(self.projection.clone(), target, false)
             .await
             .map_err(ControlError::from_apply)?;
-        self.building = Some(Lane::new(generation, Position::START));
+        self.building = Some(Lane::new(generation, start, Position::START));
         tracing::info!(projection = %self.options.name, generation, "rebuild started");
         self.swap_if_caught_up().await;
         Ok(generation)
@@ -756,13 +830,17 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
         let Ok(end) = reset::last_position(&*self.store).await else {
             return;
         };
-        let position = self.live.position();
-        let lag_events = events_between(position, end);
+        let position = self.live.position;
+        let lag_events = self.store.events_between(position, end);
         let mut lag_seconds = 0.0;
         if lag_events > 0 {
-            let read = ReadAll::forward().from_position(position).limit(2);
+            let read = if position == Position::START {
+                ReadAll::forward().limit(1)
+            } else {
+                ReadAll::forward().from_position(position).limit(2)
+            };
             if let Ok(events) = self.store.read_all(read).await
-                && let Some(next) = events.iter().find(|e| e.position > position)
+                && let Some(next) = events.iter().find(|e| e.position != position)
             {
                 let micros = Timestamp::now().unix_micros() - next.recorded_at.unix_micros();
                 lag_seconds = micros.max(0) as f64 / 1e6;
@@ -781,14 +859,15 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
     fn publish(&self) {
         let mut status = self.status.lock();
         status.generation = self.live.generation;
-        status.position = self.live.position();
-        status.committed_position = self.live.committed;
-        status.lag_events =
-            events_between(status.position, status.last_position.max(status.position));
+        status.position = self.live.position;
+        status.committed_position = self.live.committed_position;
+        status.lag_events = self
+            .store
+            .events_between(status.position, status.last_position);
         status.rebuild = self.building.as_ref().map(|b| RebuildStatus {
             generation: b.generation,
-            position: b.position(),
-            lag_events: events_between(b.position(), status.last_position.max(b.position())),
+            position: b.position,
+            lag_events: self.store.events_between(b.position, status.last_position),
         });
         status.state = if self.stopped {
             State::Stopped
@@ -829,6 +908,19 @@ impl<S: Sink, P: Projection<S>> Runner<S, P> {
             attempt,
         )
     }
+}
+
+/// A checkpoint's place in this node's `$all` order. (A free function: a future holding
+/// `&Runner` would not be `Send`.)
+async fn position_of(
+    store: &dyn EventStore,
+    checkpoint: &Checkpoint,
+) -> Result<Position, SinkError> {
+    store.position_of(checkpoint).await.map_err(|e| {
+        SinkError::Unavailable(format!(
+            "finding the checkpoint {checkpoint} in the log: {e}"
+        ))
+    })
 }
 
 /// Sinks number dead letters from 1 in a signed 64-bit column: a larger id names none.

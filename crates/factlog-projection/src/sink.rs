@@ -6,6 +6,12 @@
 //! the dead letters. A *generation* is one build of a read model: the live one serves readers; a
 //! rebuild creates the next one beside it and swaps when it has caught up.
 //!
+//! A checkpoint is a [`Checkpoint`]: one position on a totally ordered store, the last position
+//! read in each partition on Kafka. Sinks store both forms in two columns (fields): the position,
+//! and the partitions as text, empty (NULL) for a totally ordered checkpoint
+//! ([`Checkpoint::to_columns`]); a checkpoint stored before partitions existed reads back as the
+//! totally ordered checkpoint it was.
+//!
 //! **Contract:** every operation that moves a checkpoint first checks that the checkpoint is
 //! still the one the runner expects, and fails with [`ApplyError::Fenced`] otherwise, in the
 //! same transaction as the change; so a second runner of the same projection can never apply an
@@ -15,7 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use factlog_store::{EventId, Position, RecordedEvent, Timestamp, Version};
+use factlog_store::{Checkpoint, EventId, Position, RecordedEvent, Timestamp, Version};
 use serde::Serialize;
 
 use crate::projection::{Projection, ProjectionName};
@@ -55,7 +61,7 @@ pub trait Sink: Sized + Send + Sync + 'static {
         projection: Arc<P>,
         target: Target,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 
     /// In one unit of work: checks the checkpoint, stores the dead letter and moves the
@@ -64,14 +70,14 @@ pub trait Sink: Sized + Send + Sync + 'static {
         &self,
         target: Target,
         dead_letter: NewDeadLetter,
-        to: Position,
+        to: Checkpoint,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 
     /// Moves a checkpoint (a reset), after checking that it is `target.checkpoint`.
     fn set_checkpoint(
         &self,
         target: Target,
-        to: Position,
+        to: Checkpoint,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 
     /// Makes `to` the live generation (readers see it from this commit on) and drops the read
@@ -136,7 +142,7 @@ pub trait Sink: Sized + Send + Sync + 'static {
 pub struct Target {
     pub name: ProjectionName,
     pub generation: u64,
-    pub checkpoint: Position,
+    pub checkpoint: Checkpoint,
 }
 
 /// What a sink keeps about one projection.
@@ -145,7 +151,7 @@ pub struct Stored {
     pub live_generation: u64,
     pub paused: bool,
     /// Every generation's checkpoint: the live one, and a rebuild's when one is under way.
-    pub checkpoints: BTreeMap<u64, Position>,
+    pub checkpoints: BTreeMap<u64, Checkpoint>,
 }
 
 /// An event parked after its attempts ran out.
@@ -249,8 +255,8 @@ pub enum ApplyError {
     Fenced {
         name: ProjectionName,
         generation: u64,
-        expected: Option<Position>,
-        found: Option<Position>,
+        expected: Option<Checkpoint>,
+        found: Option<Checkpoint>,
     },
 }
 

@@ -1,7 +1,10 @@
-//! Names shared by the SQL sinks (SQLite and PostgreSQL): how a projection's logical table maps
-//! to the physical table of one generation.
+//! What the SQL sinks (SQLite and PostgreSQL) share: how a projection's logical table maps to
+//! the physical table of one generation, and how a checkpoint row reads back.
+
+use factlog_store::{Checkpoint, Position};
 
 use crate::projection::{HandleError, ProjectionName};
+use crate::sink::SinkError;
 
 /// PostgreSQL's limit on identifiers, which the SQLite sink keeps too so that a projection
 /// moves between the two unchanged.
@@ -43,4 +46,32 @@ pub(crate) fn check_logical_in(
         )));
     }
     Ok(())
+}
+
+/// The checkpoint of `generation` of `projection` from its row's `position` and `partitions`
+/// columns ([`Checkpoint::from_columns`]). `sink` names the sink in the error.
+pub(crate) fn checkpoint_from_columns(
+    sink: &str,
+    projection: &ProjectionName,
+    generation: u64,
+    position: Position,
+    partitions: Option<&str>,
+) -> Result<Checkpoint, SinkError> {
+    Checkpoint::from_columns(position, partitions).map_err(|e| {
+        SinkError::Invalid(format!(
+            "{sink}: the checkpoint of {projection} generation {generation} cannot be read: {e} \
+             (it was changed outside Factlog: correct its partitions column)"
+        ))
+    })
+}
+
+/// An event's position in a signed 64-bit column, bit for bit: positions of the Kafka backend
+/// use all 64 bits (a category id from 32768 on sets the top one). [`position_of_column`] reads
+/// it back.
+pub(crate) fn position_column(position: Position) -> i64 {
+    position.raw() as i64
+}
+
+pub(crate) fn position_of_column(value: i64) -> Position {
+    Position::from_raw(value as u64)
 }

@@ -3,11 +3,14 @@
 //!
 //! Readers open the file themselves and query the projection's views: a view named after each
 //! table the projection created, pointing at the live generation's table.
+//!
+//! A checkpoint is a row of `factlog_checkpoints`: `position`, and `partitions` (NULL for a
+//! totally ordered checkpoint), as [`Checkpoint::to_columns`] writes them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use factlog_store::{EventId, Position, RecordedEvent, Timestamp};
+use factlog_store::{Checkpoint, EventId, Position, RecordedEvent, Timestamp};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -17,8 +20,10 @@ use crate::sink::{
 };
 use crate::sql;
 
-/// The runtime's schema, one migration per version. Version `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+/// The runtime's schema, one migration per version. Version `n` is `MIGRATIONS[n - 1]`; a
+/// migration never changes once released (databases at its version exist).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE factlog_projections (
     name TEXT PRIMARY KEY,
     live_generation INTEGER NOT NULL,
@@ -56,7 +61,10 @@ CREATE TABLE factlog_dead_letters (
     status TEXT NOT NULL,
     PRIMARY KEY (projection, id)
 );
-"#];
+"#,
+    // Per-partition checkpoints (Kafka). The rows already there stay NULL: totally ordered.
+    "ALTER TABLE factlog_checkpoints ADD COLUMN partitions TEXT;",
+];
 
 /// The SQLite sink. Cheap to clone; every clone shares one connection.
 #[derive(Debug, Clone)]
@@ -183,45 +191,59 @@ fn i64_of(value: u64) -> i64 {
     i64::try_from(value).expect("positions, versions and generations fit in i64")
 }
 
+/// The checkpoint of `generation`, or `None` when the generation has none.
 fn checkpoint_of(
     tx: &Connection,
     name: &ProjectionName,
     generation: u64,
-) -> rusqlite::Result<Option<Position>> {
-    tx.query_row(
-        "SELECT position FROM factlog_checkpoints WHERE projection = ?1 AND generation = ?2",
-        params![name.as_str(), i64_of(generation)],
-        |row| row.get::<_, i64>(0),
-    )
-    .optional()
-    .map(|p| p.map(|p| Position::from_raw(p as u64)))
+) -> Result<Option<Checkpoint>, ApplyError> {
+    let row: Option<(i64, Option<String>)> = tx
+        .query_row(
+            "SELECT position, partitions FROM factlog_checkpoints WHERE projection = ?1 AND generation = ?2",
+            params![name.as_str(), i64_of(generation)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((position, partitions)) = row else {
+        return Ok(None);
+    };
+    let checkpoint = sql::checkpoint_from_columns(
+        "sqlite",
+        name,
+        generation,
+        Position::from_raw(position as u64),
+        partitions.as_deref(),
+    )?;
+    Ok(Some(checkpoint))
 }
 
-/// Checks the fence of `target`, then runs `f` and moves the checkpoint to `to`, all in one
-/// `BEGIN IMMEDIATE` transaction.
+/// Checks the fence of `target` (both columns of its checkpoint), then runs `f` and moves the
+/// checkpoint to `to`, all in one `BEGIN IMMEDIATE` transaction.
 fn fenced(
     conn: &mut Connection,
     target: &Target,
-    to: Position,
+    to: &Checkpoint,
     f: impl FnOnce(&Connection) -> Result<(), ApplyError>,
 ) -> Result<(), ApplyError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = checkpoint_of(&tx, &target.name, target.generation)?;
-    if found != Some(target.checkpoint) {
+    if found.as_ref() != Some(&target.checkpoint) {
         return Err(ApplyError::Fenced {
             name: target.name.clone(),
             generation: target.generation,
-            expected: Some(target.checkpoint),
+            expected: Some(target.checkpoint.clone()),
             found,
         });
     }
     f(&tx)?;
+    let (position, partitions) = to.to_columns();
     tx.execute(
-        "UPDATE factlog_checkpoints SET position = ?3, updated_at = ?4 WHERE projection = ?1 AND generation = ?2",
+        "UPDATE factlog_checkpoints SET position = ?3, partitions = ?4, updated_at = ?5 WHERE projection = ?1 AND generation = ?2",
         params![
             target.name.as_str(),
             i64_of(target.generation),
-            i64_of(to.raw()),
+            i64_of(position.raw()),
+            partitions,
             Timestamp::now().unix_micros()
         ],
     )?;
@@ -298,7 +320,7 @@ fn dead_letter_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
         id: row.get::<_, i64>(0)? as u64,
         generation: row.get::<_, i64>(1)? as u64,
-        position: Position::from_raw(row.get::<_, i64>(2)? as u64),
+        position: sql::position_of_column(row.get(2)?),
         event_id: event_id.parse::<EventId>().map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
         })?,
@@ -394,16 +416,30 @@ impl Sink for SqliteSink {
                 return Ok(None);
             };
             let mut statement = conn.prepare(
-                "SELECT generation, position FROM factlog_checkpoints WHERE projection = ?1",
+                "SELECT generation, position, partitions FROM factlog_checkpoints WHERE projection = ?1",
             )?;
-            let checkpoints = statement
+            let rows = statement
                 .query_map(params![name.as_str()], |row| {
                     Ok((
                         row.get::<_, i64>(0)? as u64,
                         Position::from_raw(row.get::<_, i64>(1)? as u64),
+                        row.get::<_, Option<String>>(2)?,
                     ))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let checkpoints = rows
+                .into_iter()
+                .map(|(generation, position, partitions)| {
+                    let checkpoint = sql::checkpoint_from_columns(
+                        "sqlite",
+                        &name,
+                        generation,
+                        position,
+                        partitions.as_deref(),
+                    )?;
+                    Ok((generation, checkpoint))
+                })
+                .collect::<Result<_, SinkError>>()?;
             Ok(Some(Stored {
                 live_generation: live as u64,
                 paused,
@@ -432,9 +468,10 @@ impl Sink for SqliteSink {
                 .setup(&mut unit)
                 .map_err(|e| ApplyError::event(None, e))?;
             let now = Timestamp::now().unix_micros();
+            let (position, partitions) = target.checkpoint.to_columns();
             tx.execute(
-                "INSERT INTO factlog_checkpoints (projection, generation, position, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![target.name.as_str(), i64_of(target.generation), i64_of(target.checkpoint.raw()), now],
+                "INSERT INTO factlog_checkpoints (projection, generation, position, partitions, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![target.name.as_str(), i64_of(target.generation), i64_of(position.raw()), partitions, now],
             )?;
             if live {
                 tx.execute(
@@ -454,10 +491,10 @@ impl Sink for SqliteSink {
         projection: Arc<P>,
         target: Target,
         events: Vec<RecordedEvent>,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         self.run(move |conn| {
-            fenced(conn, &target, to, |tx| {
+            fenced(conn, &target, &to, |tx| {
                 let mut unit = SqliteUnit {
                     tx,
                     projection: &target.name,
@@ -473,10 +510,10 @@ impl Sink for SqliteSink {
         &self,
         target: Target,
         dead_letter: NewDeadLetter,
-        to: Position,
+        to: Checkpoint,
     ) -> Result<(), ApplyError> {
         self.run(move |conn| {
-            fenced(conn, &target, to, |tx| {
+            fenced(conn, &target, &to, |tx| {
                 let event = &dead_letter.event;
                 tx.execute(
                     "INSERT INTO factlog_dead_letters (projection, id, generation, position, event_id, \
@@ -487,7 +524,7 @@ impl Sink for SqliteSink {
                     params![
                         target.name.as_str(),
                         i64_of(target.generation),
-                        i64_of(event.position.raw()),
+                        sql::position_column(event.position),
                         event.id.to_string(),
                         event.stream.as_str(),
                         i64_of(event.version),
@@ -505,8 +542,8 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn set_checkpoint(&self, target: Target, to: Position) -> Result<(), ApplyError> {
-        self.run(move |conn| fenced(conn, &target, to, |_| Ok(())))
+    async fn set_checkpoint(&self, target: Target, to: Checkpoint) -> Result<(), ApplyError> {
+        self.run(move |conn| fenced(conn, &target, &to, |_| Ok(())))
             .await
     }
 

@@ -74,12 +74,6 @@ pub struct RebuildStatus {
     pub lag_events: u64,
 }
 
-/// Events behind: the distance between two positions. Positions of the embedded store are
-/// dense (each event takes the next one), so the distance counts events.
-pub(crate) fn events_between(from: Position, to: Position) -> u64 {
-    to.raw().saturating_sub(from.raw())
-}
-
 /// Samples of the event counter for the rate, one per lag measurement.
 #[derive(Debug, Default)]
 pub(crate) struct Rate {

@@ -1,5 +1,6 @@
 //! The runtime over the PostgreSQL sink: exactly-once application across restarts, fencing,
-//! dead letters from a statement the server refuses, rebuilds, migrations and reconnection.
+//! dead letters from a statement the server refuses, rebuilds, migrations and reconnection;
+//! per-partition checkpoints and the migration that made room for them.
 //!
 //! Needs a PostgreSQL server: `FACTLOG_TEST_POSTGRES_URL` (`scripts/services.sh run -- cargo
 //! test -p factlog-projection --test postgres` starts one). Each test works in a schema of its
@@ -11,12 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{Row, TestStore, caught_up, eventually, model, options};
+use common::{
+    Row, TestStore, caught_up, eventually, kafka_checkpoints, model, names_unreadable_checkpoint,
+    options, per_partition_fences, per_partition_round_trip, stored_checkpoints,
+};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, PostgresSink, PostgresUnit,
     Projection, ProjectionName, Projections, Sink, SinkError, State, StreamSummary, Target,
 };
-use factlog_store::{Position, RecordedEvent};
+use factlog_store::{Checkpoint, Position, RecordedEvent};
 use tokio_postgres::{Client, NoTls};
 
 fn url() -> String {
@@ -222,22 +226,23 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
     let events = store.events().await;
     let first = sink(&schema).await;
     let second = sink(&schema).await;
-    let target = |checkpoint| Target {
+    let target = |position| Target {
         name: name(),
         generation: 1,
-        checkpoint,
+        checkpoint: Checkpoint::Total(position),
     };
     first
         .create_generation(summary(), target(Position::START), true)
         .await
         .unwrap();
     let at = |i: usize| events[i].position;
+    let total = |i: usize| Checkpoint::Total(at(i));
     first
         .apply(
             summary(),
             target(Position::START),
             events[..5].to_vec(),
-            at(4),
+            total(4),
         )
         .await
         .unwrap();
@@ -248,7 +253,7 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
             summary(),
             target(Position::START),
             events[..5].to_vec(),
-            at(4),
+            total(4),
         )
         .await
         .unwrap_err();
@@ -257,15 +262,15 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
         ApplyError::Fenced {
             name: name(),
             generation: 1,
-            expected: Some(Position::START),
-            found: Some(at(4)),
+            expected: Some(Checkpoint::Total(Position::START)),
+            found: Some(total(4)),
         }
     );
     let error = second
-        .set_checkpoint(target(Position::START), at(9))
+        .set_checkpoint(target(Position::START), total(9))
         .await
         .unwrap_err();
-    assert!(matches!(error, ApplyError::Fenced { found, .. } if found == Some(at(4))));
+    assert!(matches!(error, ApplyError::Fenced { found, .. } if found == Some(total(4))));
     // A generation without a checkpoint is fenced too.
     let error = second
         .set_checkpoint(
@@ -273,7 +278,7 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
                 generation: 7,
                 ..target(at(4))
             },
-            at(9),
+            total(9),
         )
         .await
         .unwrap_err();
@@ -287,15 +292,18 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
         BTreeMap::from([(1, raw(at(4)))])
     );
     let stored = second.load(&name()).await.unwrap().unwrap();
-    assert_eq!(stored.checkpoints, BTreeMap::from([(1, at(4))]));
+    assert_eq!(stored.checkpoints, BTreeMap::from([(1, total(4))]));
 
     // With the right checkpoint the second one moves it; now the first one is stale.
-    second.set_checkpoint(target(at(4)), at(9)).await.unwrap();
+    second
+        .set_checkpoint(target(at(4)), total(9))
+        .await
+        .unwrap();
     let error = first
-        .apply(summary(), target(at(4)), events[5..].to_vec(), at(11))
+        .apply(summary(), target(at(4)), events[5..].to_vec(), total(11))
         .await
         .unwrap_err();
-    assert!(matches!(error, ApplyError::Fenced { found, .. } if found == Some(at(9))));
+    assert!(matches!(error, ApplyError::Fenced { found, .. } if found == Some(total(9))));
     assert_eq!(rows(&reader, "summary").await, applied);
     assert_eq!(
         checkpoints(&reader).await,
@@ -414,12 +422,12 @@ async fn a_refused_statement_fails_its_own_event_and_the_whole_batch() {
     let target = Target {
         name: name(),
         generation: 1,
-        checkpoint: Position::START,
+        checkpoint: Checkpoint::Total(Position::START),
     };
     sink.create_generation(projection.clone(), target.clone(), true)
         .await
         .unwrap();
-    let end = events.last().unwrap().position;
+    let end = Checkpoint::Total(events.last().unwrap().position);
     let error = sink
         .apply(projection.clone(), target.clone(), events.clone(), end)
         .await
@@ -444,9 +452,14 @@ async fn a_refused_statement_fails_its_own_event_and_the_whole_batch() {
     assert_eq!(checkpoints(&reader).await, BTreeMap::from([(1, 0)]));
 
     // The same sink (and connection) goes on: the events before the poison apply.
-    sink.apply(projection, target, events[..2].to_vec(), events[1].position)
-        .await
-        .unwrap();
+    sink.apply(
+        projection,
+        target,
+        events[..2].to_vec(),
+        Checkpoint::Total(events[1].position),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         rows(&reader, "summary").await,
         model(&events[..2], |_| true)
@@ -669,7 +682,7 @@ async fn migrations_are_serialized_and_a_newer_schema_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![2]);
 
     reader
         .batch_execute("UPDATE factlog_schema SET version = 99")
@@ -705,7 +718,7 @@ async fn a_killed_connection_is_unavailable_then_reopened() {
         Target {
             name: name(),
             generation: 1,
-            checkpoint: Position::START,
+            checkpoint: Checkpoint::Total(Position::START),
         },
         true,
     )
@@ -732,7 +745,7 @@ async fn a_killed_connection_is_unavailable_then_reopened() {
                 Ok(stored) => {
                     assert_eq!(
                         stored.unwrap().checkpoints,
-                        BTreeMap::from([(1, Position::START)])
+                        BTreeMap::from([(1, Checkpoint::Total(Position::START))])
                     );
                     true
                 }
@@ -862,5 +875,256 @@ async fn a_rebuild_with_other_columns_recreates_the_view() {
         vec!["shaped__shape__g2"]
     );
     projections.stop().await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn per_partition_checkpoints_round_trip() {
+    let schema = fresh_schema("partitions").await;
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&schema).await;
+    per_partition_round_trip(&*sink, summary(), &name(), &events).await;
+    // The batch is applied, the parked event is not.
+    let reader = client(Some(&schema)).await;
+    assert_eq!(
+        rows(&reader, "summary").await,
+        model(&events[..5], |_| true)
+    );
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn a_per_partition_checkpoint_off_in_one_partition_is_fenced_and_changes_nothing() {
+    let schema = fresh_schema("partition_fence").await;
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&schema).await;
+    let target = |checkpoint: Checkpoint| Target {
+        name: name(),
+        generation: 1,
+        checkpoint,
+    };
+    let start = Checkpoint::PerPartition(BTreeMap::new());
+    let [current, ..] = kafka_checkpoints();
+    sink.create_generation(summary(), target(start.clone()), true)
+        .await
+        .unwrap();
+    sink.apply(
+        summary(),
+        target(start),
+        events[..3].to_vec(),
+        current.clone(),
+    )
+    .await
+    .unwrap();
+    let reader = client(Some(&schema)).await;
+    let before = rows(&reader, "summary").await;
+    assert_eq!(before, model(&events[..3], |_| true));
+    per_partition_fences(&*sink, summary(), &name(), &events[3..], &current).await;
+    assert_eq!(rows(&reader, "summary").await, before);
+    drop_schema(&schema).await;
+}
+
+/// Version 1 of the runtime's schema, as Factlog created it before per-partition checkpoints:
+/// a copy, since a released migration never changes (schemas at that version exist).
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS factlog_schema (version BIGINT NOT NULL);
+CREATE TABLE factlog_projections (
+    name TEXT PRIMARY KEY,
+    live_generation BIGINT NOT NULL,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE factlog_checkpoints (
+    projection TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (projection, generation)
+);
+CREATE TABLE factlog_read_tables (
+    projection TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    logical TEXT NOT NULL,
+    physical TEXT NOT NULL,
+    PRIMARY KEY (projection, generation, logical)
+);
+CREATE TABLE factlog_dead_letters (
+    projection TEXT NOT NULL,
+    id BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    event_type TEXT NOT NULL,
+    data TEXT,
+    error TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    first_failed_at BIGINT NOT NULL,
+    last_failed_at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (projection, id)
+);
+DELETE FROM factlog_schema;
+INSERT INTO factlog_schema (version) VALUES (1);
+"#;
+
+const TALLY_COLUMNS: &str = "(stream TEXT PRIMARY KEY, events BIGINT NOT NULL)";
+
+/// Counts the events of each stream in the table `tally`.
+struct Tally;
+
+impl Projection<PostgresSink> for Tally {
+    fn interest(&self) -> Interest {
+        Interest::all()
+    }
+
+    fn setup(&self, unit: &mut PostgresUnit<'_>) -> Result<(), HandleError> {
+        unit.create_table("tally", TALLY_COLUMNS)
+    }
+
+    fn handle(
+        &self,
+        event: &RecordedEvent,
+        unit: &mut PostgresUnit<'_>,
+    ) -> Result<(), HandleError> {
+        let table = unit.table("tally");
+        let sql = format!(
+            "INSERT INTO {table} (stream, events) VALUES ($1, 1) \
+             ON CONFLICT (stream) DO UPDATE SET events = {table}.events + 1"
+        );
+        unit.statement(sql).bind(event.stream.as_str().to_owned());
+        Ok(())
+    }
+}
+
+async fn tally(client: &Client) -> BTreeMap<String, i64> {
+    client
+        .query("SELECT stream, events FROM tally", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn counts(events: &[RecordedEvent]) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for event in events {
+        *counts.entry(event.stream.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_version_1_schema_keeps_its_checkpoint_and_goes_on_from_it() {
+    let schema = fresh_schema("version_1").await;
+    let store = TestStore::new();
+    store.append("account", 3, 9, "Deposited").await;
+    let events = store.events().await;
+    let at = events[3].position;
+    // What version 1 left of a projection `tally` whose generation 1 was created and then
+    // reset to `at` (its table is empty; the events after `at` are to be applied).
+    let admin = client(None).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {SCHEMA_V1}
+             CREATE TABLE \"tally__tally__g1\" {TALLY_COLUMNS};
+             INSERT INTO factlog_read_tables VALUES ('tally', 1, 'tally', '\"tally__tally__g1\"');
+             CREATE VIEW \"tally\" AS SELECT * FROM \"tally__tally__g1\";
+             INSERT INTO factlog_projections VALUES ('tally', 1, FALSE, 0);
+             INSERT INTO factlog_checkpoints VALUES ('tally', 1, {at}, 0);"
+        ))
+        .await
+        .unwrap();
+
+    let sink = sink(&schema).await;
+    let reader = client(Some(&schema)).await;
+    let version: i64 = reader
+        .query_one("SELECT version FROM factlog_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let name = ProjectionName::new("tally").unwrap();
+    let stored = sink.load(&name).await.unwrap().unwrap();
+    assert_eq!((stored.live_generation, stored.paused), (1, false));
+    assert_eq!(
+        stored.checkpoints,
+        BTreeMap::from([(1, Checkpoint::Total(at))])
+    );
+
+    let end = Checkpoint::Total(events.last().unwrap().position);
+    let target = Target {
+        name: name.clone(),
+        generation: 1,
+        checkpoint: Checkpoint::Total(at),
+    };
+    sink.apply(Arc::new(Tally), target, events[4..].to_vec(), end.clone())
+        .await
+        .unwrap();
+    assert_eq!(tally(&reader).await, counts(&events[4..]));
+    assert_eq!(
+        stored_checkpoints(&*sink, &name).await,
+        BTreeMap::from([(1, end)])
+    );
+    // Migrated once: connecting again changes nothing.
+    drop(self::sink(&schema).await);
+    assert_eq!(tally(&reader).await, counts(&events[4..]));
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_partitions_column_is_invalid_not_a_panic() {
+    let schema = fresh_schema("bad_partitions").await;
+    let store = TestStore::new();
+    store.append("account", 3, 4, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&schema).await;
+    let target = Target {
+        name: name(),
+        generation: 1,
+        checkpoint: Checkpoint::PerPartition(BTreeMap::new()),
+    };
+    sink.create_generation(summary(), target.clone(), true)
+        .await
+        .unwrap();
+    let [to, ..] = kafka_checkpoints();
+    let reader = client(Some(&schema)).await;
+    for bad in ["5:x", "5", "5:1,5:2", "-1:3"] {
+        reader
+            .execute(
+                "UPDATE factlog_checkpoints SET partitions = $1 WHERE projection = 'summary'",
+                &[&bad],
+            )
+            .await
+            .unwrap();
+        let error = sink.load(&name()).await.unwrap_err();
+        assert!(
+            names_unreadable_checkpoint(&error, &name()),
+            "{bad}: {error:?}"
+        );
+        let error = sink
+            .apply(summary(), target.clone(), events.clone(), to.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name())),
+            "{bad}: {error:?}"
+        );
+        let error = sink
+            .set_checkpoint(target.clone(), to.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name())),
+            "{bad}: {error:?}"
+        );
+    }
+    assert!(rows(&reader, "summary").await.is_empty());
     drop_schema(&schema).await;
 }

@@ -1,5 +1,7 @@
 //! The runtime over the Redis sink: exactly-once application across restarts, fencing, dead
-//! letters, a command that fails inside a batch's script, and rebuilds.
+//! letters, a command that fails inside a batch's script, and rebuilds; per-partition
+//! checkpoints (with a failing command in a batch of merged partitions) and the layout version
+//! before them.
 //!
 //! Needs a Redis server: `FACTLOG_TEST_REDIS_URL` (`scripts/services.sh run -- cargo test -p
 //! factlog-projection --test redis` starts one). Each test writes under a key prefix of its own
@@ -11,12 +13,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Row, TestStore, caught_up, eventually, model, options};
+use common::{
+    Row, TestStore, caught_up, dead_letter, eventually, kafka_checkpoints, model,
+    names_unreadable_checkpoint, options, per_partition_fences, per_partition_round_trip,
+    stored_checkpoints,
+};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, Projection, ProjectionName,
     Projections, RedisSink, RedisUnit, Sink, SinkError, State, StreamSummary, Target,
 };
-use factlog_store::{Position, RecordedEvent};
+use factlog_store::{Checkpoint, Position, RecordedEvent};
 use redis::aio::MultiplexedConnection;
 
 fn url() -> String {
@@ -179,7 +185,10 @@ async fn applies_every_event_once() {
     let stored = sink.load(&name()).await.unwrap().unwrap();
     assert_eq!(stored.live_generation, 1);
     assert!(!stored.paused);
-    assert_eq!(stored.checkpoints, BTreeMap::from([(1, end)]));
+    assert_eq!(
+        stored.checkpoints,
+        BTreeMap::from([(1, Checkpoint::Total(end))])
+    );
     clean(&prefix).await;
 }
 
@@ -241,37 +250,38 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
             options("summary"),
         )
         .unwrap();
-    let end = caught_up(&handle, &store).await.committed_position;
+    let end = Checkpoint::Total(caught_up(&handle, &store).await.committed_position);
     projections.stop().await;
 
     let stale = Target {
         name: name(),
         generation: 1,
-        checkpoint: Position::START,
+        checkpoint: Checkpoint::Total(Position::START),
     };
+    let three = Checkpoint::Total(Position::from_raw(3));
     let before = snapshot(&prefix).await;
     let error = sink
-        .set_checkpoint(stale.clone(), Position::from_raw(3))
+        .set_checkpoint(stale.clone(), three.clone())
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApplyError::Fenced { found: Some(p), .. } if p == end),
+        matches!(&error, ApplyError::Fenced { found: Some(p), .. } if *p == end),
         "{error:?}"
     );
     let error = sink
-        .apply(summary(), stale, store.events().await, end)
+        .apply(summary(), stale, store.events().await, end.clone())
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApplyError::Fenced { found: Some(p), .. } if p == end),
+        matches!(&error, ApplyError::Fenced { found: Some(p), .. } if *p == end),
         "{error:?}"
     );
     let missing = Target {
         name: name(),
         generation: 7,
-        checkpoint: Position::START,
+        checkpoint: Checkpoint::Total(Position::START),
     };
-    let error = sink.set_checkpoint(missing, end).await.unwrap_err();
+    let error = sink.set_checkpoint(missing, end.clone()).await.unwrap_err();
     assert!(
         matches!(error, ApplyError::Fenced { found: None, .. }),
         "{error:?}"
@@ -292,12 +302,10 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
         generation: 1,
         checkpoint: end,
     };
-    sink.set_checkpoint(current, Position::from_raw(3))
-        .await
-        .unwrap();
+    sink.set_checkpoint(current, three.clone()).await.unwrap();
     assert_eq!(
         sink.load(&name()).await.unwrap().unwrap().checkpoints[&1],
-        Position::from_raw(3)
+        three
     );
     clean(&prefix).await;
 }
@@ -641,7 +649,7 @@ async fn a_bad_prefix_and_a_newer_schema_are_refused() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
     let _: () = redis::cmd("SET")
         .arg(format!("{prefix}schema"))
         .arg(99)
@@ -653,5 +661,293 @@ async fn a_bad_prefix_and_a_newer_schema_are_refused() {
         matches!(&error, SinkError::Invalid(m) if m.contains("99")),
         "{error:?}"
     );
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn per_partition_checkpoints_round_trip() {
+    let prefix = prefix("partitions");
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&prefix).await;
+    per_partition_round_trip(&*sink, summary(), &name(), &events).await;
+    // The batch is applied, the parked event is not.
+    assert_eq!(rows(&sink, &name()).await, model(&events[..5], |_| true));
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_per_partition_checkpoint_off_in_one_partition_is_fenced_and_changes_nothing() {
+    let prefix = prefix("partition_fence");
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&prefix).await;
+    let target = |checkpoint: Checkpoint| Target {
+        name: name(),
+        generation: 1,
+        checkpoint,
+    };
+    let start = Checkpoint::PerPartition(BTreeMap::new());
+    let [current, ..] = kafka_checkpoints();
+    sink.create_generation(summary(), target(start.clone()), true)
+        .await
+        .unwrap();
+    sink.apply(
+        summary(),
+        target(start),
+        events[..3].to_vec(),
+        current.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&sink, &name()).await, model(&events[..3], |_| true));
+    let before = snapshot(&prefix).await;
+    per_partition_fences(&*sink, summary(), &name(), &events[3..], &current).await;
+    assert_eq!(
+        snapshot(&prefix).await,
+        before,
+        "a fenced call changed keys"
+    );
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_version_1_layout_keeps_its_checkpoint_and_goes_on_from_it() {
+    let prefix = prefix("version_1");
+    let store = TestStore::new();
+    store.append("account", 3, 9, "Deposited").await;
+    let events = store.events().await;
+    let at = events[3].position;
+    // What version 1 left of a projection whose generation 1 was created and then reset to
+    // `at` (no read-model keys yet; the events after `at` are to be applied): a checkpoint is
+    // one field, the generation, holding the position.
+    let mut conn = connection().await;
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("{prefix}schema"))
+        .arg(1)
+        .cmd("HSET")
+        .arg(format!("{prefix}projection:summary"))
+        .arg("live_generation")
+        .arg(1)
+        .arg("paused")
+        .arg(0)
+        .cmd("HSET")
+        .arg(format!("{prefix}checkpoint:summary"))
+        .arg(1)
+        .arg(at.raw())
+        .cmd("SADD")
+        .arg(format!("{prefix}generations:summary"))
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let sink = sink(&prefix).await;
+    let version: String = redis::cmd("GET")
+        .arg(format!("{prefix}schema"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, "2");
+    let stored = sink.load(&name()).await.unwrap().unwrap();
+    assert_eq!((stored.live_generation, stored.paused), (1, false));
+    assert_eq!(
+        stored.checkpoints,
+        BTreeMap::from([(1, Checkpoint::Total(at))])
+    );
+
+    let end = Checkpoint::Total(events.last().unwrap().position);
+    let target = Target {
+        name: name(),
+        generation: 1,
+        checkpoint: Checkpoint::Total(at),
+    };
+    sink.apply(summary(), target, events[4..].to_vec(), end.clone())
+        .await
+        .unwrap();
+    assert_eq!(rows(&sink, &name()).await, model(&events[4..], |_| true));
+    assert_eq!(
+        stored_checkpoints(&*sink, &name()).await,
+        BTreeMap::from([(1, end)])
+    );
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_checkpoint_is_invalid_not_a_panic() {
+    let prefix = prefix("bad_partitions");
+    let store = TestStore::new();
+    store.append("account", 3, 4, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&prefix).await;
+    let target = Target {
+        name: name(),
+        generation: 1,
+        checkpoint: Checkpoint::PerPartition(BTreeMap::new()),
+    };
+    sink.create_generation(summary(), target.clone(), true)
+        .await
+        .unwrap();
+    let [to, ..] = kafka_checkpoints();
+    let mut conn = connection().await;
+    let checkpoints = format!("{prefix}checkpoint:summary");
+    let bad_fields = [
+        ("1:partitions", "5:x"),
+        ("1:partitions", "5"),
+        ("1:partitions", "5:1,5:2"),
+        ("1:partitions", "-1:3"),
+        ("1", "x"),
+    ];
+    for (field, bad) in bad_fields {
+        let _: () = redis::cmd("HSET")
+            .arg(&checkpoints)
+            .arg(field)
+            .arg(bad)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let error = sink.load(&name()).await.unwrap_err();
+        assert!(
+            names_unreadable_checkpoint(&error, &name()),
+            "{field} {bad}: {error:?}"
+        );
+        let error = sink
+            .apply(summary(), target.clone(), events.clone(), to.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name())),
+            "{field} {bad}: {error:?}"
+        );
+        let error = sink
+            .set_checkpoint(target.clone(), to.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name())),
+            "{field} {bad}: {error:?}"
+        );
+    }
+    assert!(rows(&sink, &name()).await.is_empty());
+    clean(&prefix).await;
+}
+
+/// The partition key of a position as the Kafka store encodes it: the bits above the offset.
+fn key_of(position: Position) -> u64 {
+    position.raw() >> 38
+}
+
+#[tokio::test]
+async fn a_command_redis_refuses_in_merged_partitions_leaves_every_event_applied_once() {
+    let prefix = prefix("refused_partitions");
+    let store = TestStore::new();
+    store.append("account", 4, 12, "Deposited").await;
+    let bad = store.append_one("account-8", "Bad").await;
+    store.append("account", 4, 12, "Deposited").await;
+    // As the Kafka store delivers them: the streams with an even number in partition 7, the
+    // others in partition 3, merged. In the batch, the events of partition 3 after the bad one
+    // have lower positions than it: a position says nothing about the order of a batch.
+    let mut offsets: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut events = store.events().await;
+    for event in &mut events {
+        let number: u64 = event.stream.as_str()["account-".len()..].parse().unwrap();
+        let key = if number.is_multiple_of(2) { 7 } else { 3 };
+        let offset = offsets.entry(key).or_default();
+        event.position = Position::from_raw((key << 38) + *offset);
+        *offset += 1;
+    }
+    let bad = events.iter().find(|e| e.id == bad.id).unwrap().clone();
+    let bad_index = events.iter().position(|e| e.id == bad.id).unwrap();
+
+    let sink = sink(&prefix).await;
+    let projection = Arc::new(Refused {
+        inner: StreamSummary::new("summary", Interest::all()),
+    });
+    let target = |checkpoint: &Checkpoint| Target {
+        name: name(),
+        generation: 1,
+        checkpoint: checkpoint.clone(),
+    };
+    let start = Checkpoint::PerPartition(BTreeMap::new());
+    sink.create_generation(projection.clone(), target(&start), true)
+        .await
+        .unwrap();
+    let mut end = start.clone();
+    for event in &events {
+        end.advance(key_of(event.position), event.position);
+    }
+    let error = sink
+        .apply(
+            projection.clone(),
+            target(&start),
+            events.clone(),
+            end.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ApplyError::Event { index: Some(i), permanent: true, .. } if *i == bad_index),
+        "{error:?}"
+    );
+
+    // The runner looks for the failing event one event at a time; here on another node, which
+    // merges the partitions the other way round (all of partition 3, then all of 7).
+    let mut order: Vec<RecordedEvent> = events.clone();
+    order.sort_by_key(|e| key_of(e.position));
+    let mut at = start;
+    for event in order {
+        let mut to = at.clone();
+        to.advance(key_of(event.position), event.position);
+        let applied = sink
+            .apply(
+                projection.clone(),
+                target(&at),
+                vec![event.clone()],
+                to.clone(),
+            )
+            .await;
+        match applied {
+            Ok(()) => {}
+            Err(ApplyError::Event { .. }) if event.id == bad.id => sink
+                .park(target(&at), dead_letter(&event, "refused"), to.clone())
+                .await
+                .unwrap(),
+            Err(error) => panic!("{}: {error:?}", event.position),
+        }
+        at = to;
+    }
+    assert_eq!(at, end);
+    assert_eq!(
+        stored_checkpoints(&*sink, &name()).await,
+        BTreeMap::from([(1, end)])
+    );
+    assert_eq!(
+        rows(&sink, &name()).await,
+        model(&events, |e| e.id != bad.id),
+        "every event but the bad one was applied exactly once"
+    );
+    let dead = sink.dead_letters(&name()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].event_id, dead[0].position), (bad.id, bad.position));
+
+    // The bad event's command before the refused one ran once; every marker entry went with its
+    // event.
+    let mut conn = connection().await;
+    let before: i64 = redis::cmd("GET")
+        .arg(sink.live_key(&name(), "bad_before").await.unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, 1);
+    let marker: Option<String> = redis::cmd("HGET")
+        .arg(format!("{prefix}progress:summary"))
+        .arg("1:partial")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(marker, None);
     clean(&prefix).await;
 }

@@ -1,5 +1,6 @@
 //! The runtime over the SQLite sink: exactly-once application across restarts, dead letters,
-//! every reset target, rebuilds, independence of projections, and fencing.
+//! every reset target, rebuilds, independence of projections, and fencing; per-partition
+//! checkpoints and the migration that made room for them.
 
 mod common;
 
@@ -9,13 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Row, TestStore, caught_up, eventually, model, options};
+use common::{
+    Row, TestStore, caught_up, eventually, kafka_checkpoints, model, names_unreadable_checkpoint,
+    options, per_partition_fences, per_partition_round_trip, stored_checkpoints,
+};
 use factlog_projection::{
     ApplyError, ControlError, DeadLetterStatus, HandleError, Interest, OnError, Projection,
     ProjectionName, Projections, ResetTarget, Sink, SinkError, SqliteSink, SqliteUnit, State,
     StreamSummary, Target,
 };
-use factlog_store::{Position, RecordedEvent, Timestamp};
+use factlog_store::{Checkpoint, Position, RecordedEvent, Timestamp};
 
 async fn sink(store: &TestStore) -> Arc<SqliteSink> {
     Arc::new(
@@ -524,27 +528,30 @@ async fn a_stale_checkpoint_is_fenced_and_changes_nothing() {
     let stale = Target {
         name: name.clone(),
         generation: 1,
-        checkpoint: Position::START,
+        checkpoint: Checkpoint::Total(Position::START),
     };
+    let end = Checkpoint::Total(end);
     let before = rows(sink.path(), "summary");
     let error = sink
-        .apply(summary("summary"), stale.clone(), store.events().await, end)
+        .apply(
+            summary("summary"),
+            stale.clone(),
+            store.events().await,
+            end.clone(),
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApplyError::Fenced { found: Some(p), .. } if p == end),
+        matches!(&error, ApplyError::Fenced { found: Some(p), .. } if *p == end),
         "{error:?}"
     );
     let error = sink
-        .set_checkpoint(stale, Position::START)
+        .set_checkpoint(stale, Checkpoint::Total(Position::START))
         .await
         .unwrap_err();
     assert!(matches!(error, ApplyError::Fenced { .. }));
     assert_eq!(rows(sink.path(), "summary"), before);
-    assert_eq!(
-        sink.load(&name).await.unwrap().unwrap().checkpoints[&1],
-        end
-    );
+    assert_eq!(stored_checkpoints(&*sink, &name).await[&1], end);
 }
 
 #[tokio::test]
@@ -560,4 +567,242 @@ async fn a_newer_schema_is_refused() {
         matches!(&error, SinkError::Invalid(m) if m.contains("99")),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn per_partition_checkpoints_round_trip() {
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&store).await;
+    let name = ProjectionName::new("summary").unwrap();
+    per_partition_round_trip(&*sink, summary("summary"), &name, &events).await;
+    // The batch is applied, the parked event is not.
+    assert_eq!(rows(sink.path(), "summary"), model(&events[..5], |_| true));
+}
+
+#[tokio::test]
+async fn a_per_partition_checkpoint_off_in_one_partition_is_fenced_and_changes_nothing() {
+    let store = TestStore::new();
+    store.append("account", 3, 8, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&store).await;
+    let name = ProjectionName::new("summary").unwrap();
+    let target = |checkpoint: Checkpoint| Target {
+        name: name.clone(),
+        generation: 1,
+        checkpoint,
+    };
+    let start = Checkpoint::PerPartition(BTreeMap::new());
+    let [current, ..] = kafka_checkpoints();
+    sink.create_generation(summary("summary"), target(start.clone()), true)
+        .await
+        .unwrap();
+    sink.apply(
+        summary("summary"),
+        target(start),
+        events[..3].to_vec(),
+        current.clone(),
+    )
+    .await
+    .unwrap();
+    let before = rows(sink.path(), "summary");
+    assert_eq!(before, model(&events[..3], |_| true));
+    per_partition_fences(&*sink, summary("summary"), &name, &events[3..], &current).await;
+    assert_eq!(rows(sink.path(), "summary"), before);
+}
+
+/// Version 1 of the runtime's schema, as Factlog created it before per-partition checkpoints:
+/// a copy, since a released migration never changes (databases at that version exist).
+const SCHEMA_V1: &str = r#"
+CREATE TABLE factlog_schema (version INTEGER NOT NULL);
+CREATE TABLE factlog_projections (
+    name TEXT PRIMARY KEY,
+    live_generation INTEGER NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE factlog_checkpoints (
+    projection TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (projection, generation)
+);
+CREATE TABLE factlog_read_tables (
+    projection TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    logical TEXT NOT NULL,
+    physical TEXT NOT NULL,
+    PRIMARY KEY (projection, generation, logical)
+);
+CREATE TABLE factlog_dead_letters (
+    projection TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    data TEXT,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_failed_at INTEGER NOT NULL,
+    last_failed_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (projection, id)
+);
+INSERT INTO factlog_schema (version) VALUES (1);
+"#;
+
+const TALLY_COLUMNS: &str = "(stream TEXT PRIMARY KEY, events INTEGER NOT NULL)";
+
+/// Counts the events of each stream in the table `tally`.
+struct Tally;
+
+impl Projection<SqliteSink> for Tally {
+    fn interest(&self) -> Interest {
+        Interest::all()
+    }
+    fn setup(&self, unit: &mut SqliteUnit<'_>) -> Result<(), HandleError> {
+        unit.create_table("tally", TALLY_COLUMNS)
+    }
+    fn handle(&self, event: &RecordedEvent, unit: &mut SqliteUnit<'_>) -> Result<(), HandleError> {
+        let sql = format!(
+            "INSERT INTO {} (stream, events) VALUES (?1, 1) \
+             ON CONFLICT (stream) DO UPDATE SET events = events + 1",
+            unit.table("tally")
+        );
+        unit.tx()
+            .prepare_cached(&sql)?
+            .execute([event.stream.as_str()])?;
+        Ok(())
+    }
+}
+
+fn tally(path: &Path) -> BTreeMap<String, i64> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut statement = conn.prepare("SELECT stream, events FROM tally").unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+fn counts(events: &[RecordedEvent]) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for event in events {
+        *counts.entry(event.stream.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_version_1_database_keeps_its_checkpoint_and_goes_on_from_it() {
+    let store = TestStore::new();
+    store.append("account", 3, 9, "Deposited").await;
+    let events = store.events().await;
+    let at = events[3].position;
+    let path = store.dir.path().join("version-1.sqlite");
+    // What version 1 left of a projection `tally` whose generation 1 was created and then
+    // reset to `at` (its table is empty; the events after `at` are to be applied).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE \"tally__tally__g1\" {TALLY_COLUMNS};
+         INSERT INTO factlog_read_tables VALUES ('tally', 1, 'tally', '\"tally__tally__g1\"');
+         CREATE VIEW \"tally\" AS SELECT * FROM \"tally__tally__g1\";
+         INSERT INTO factlog_projections VALUES ('tally', 1, 0, 0);
+         INSERT INTO factlog_checkpoints VALUES ('tally', 1, {at}, 0);"
+    ))
+    .unwrap();
+    drop(conn);
+
+    let sink = SqliteSink::open(&path).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT version FROM factlog_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let name = ProjectionName::new("tally").unwrap();
+    let stored = sink.load(&name).await.unwrap().unwrap();
+    assert_eq!((stored.live_generation, stored.paused), (1, false));
+    assert_eq!(
+        stored.checkpoints,
+        BTreeMap::from([(1, Checkpoint::Total(at))])
+    );
+
+    let end = Checkpoint::Total(events.last().unwrap().position);
+    let target = Target {
+        name: name.clone(),
+        generation: 1,
+        checkpoint: Checkpoint::Total(at),
+    };
+    sink.apply(Arc::new(Tally), target, events[4..].to_vec(), end.clone())
+        .await
+        .unwrap();
+    assert_eq!(tally(&path), counts(&events[4..]));
+    assert_eq!(
+        stored_checkpoints(&sink, &name).await,
+        BTreeMap::from([(1, end)])
+    );
+    // Migrated once: opening again changes nothing.
+    drop(SqliteSink::open(&path).await.unwrap());
+    assert_eq!(tally(&path), counts(&events[4..]));
+}
+
+#[tokio::test]
+async fn an_unreadable_partitions_column_is_invalid_not_a_panic() {
+    let store = TestStore::new();
+    store.append("account", 3, 4, "Deposited").await;
+    let events = store.events().await;
+    let sink = sink(&store).await;
+    let name = ProjectionName::new("summary").unwrap();
+    let start = Checkpoint::PerPartition(BTreeMap::new());
+    let target = Target {
+        name: name.clone(),
+        generation: 1,
+        checkpoint: start.clone(),
+    };
+    sink.create_generation(summary("summary"), target.clone(), true)
+        .await
+        .unwrap();
+    let [to, ..] = kafka_checkpoints();
+    let conn = rusqlite::Connection::open(sink.path()).unwrap();
+    for bad in ["5:x", "5", "5:1,5:2", "-1:3"] {
+        conn.execute(
+            "UPDATE factlog_checkpoints SET partitions = ?1 WHERE projection = 'summary'",
+            [bad],
+        )
+        .unwrap();
+        let error = sink.load(&name).await.unwrap_err();
+        assert!(
+            names_unreadable_checkpoint(&error, &name),
+            "{bad}: {error:?}"
+        );
+        let error = sink
+            .apply(
+                summary("summary"),
+                target.clone(),
+                events.clone(),
+                to.clone(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name)),
+            "{bad}: {error:?}"
+        );
+        let error = sink
+            .set_checkpoint(target.clone(), to.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ApplyError::Sink(e) if names_unreadable_checkpoint(e, &name)),
+            "{bad}: {error:?}"
+        );
+    }
+    assert!(rows(sink.path(), "summary").is_empty());
 }

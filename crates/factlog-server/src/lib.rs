@@ -41,10 +41,10 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use factlog_api::ProblemKind;
+use factlog_api::{ProblemKind, WAIT_FOR_POSITION_HEADER};
 use factlog_log::EmbeddedStore;
 use factlog_projection::Projections;
-use factlog_store::EventStore;
+use factlog_store::{EventStore, Position};
 use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -176,6 +176,10 @@ fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            wait_for_positions,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
@@ -223,6 +227,60 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
         )
         .into_response(),
     }
+}
+
+/// Read-your-writes across nodes: a request with `Wait-For-Position` waits until this server's
+/// reads see those events (an append on another node of a Kafka store returned them), for at
+/// most 80% of the request timeout, and is answered `unavailable` when they do not come.
+async fn wait_for_positions(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut positions = Vec::new();
+    for value in request.headers().get_all(WAIT_FOR_POSITION_HEADER) {
+        let parsed = value.to_str().ok().and_then(|text| {
+            text.split(',')
+                .map(|p| p.trim().parse::<Position>().ok())
+                .collect::<Option<Vec<_>>>()
+        });
+        match parsed {
+            Some(parsed) => positions.extend(parsed),
+            None => {
+                return ApiError::new(
+                    ProblemKind::InvalidHeader,
+                    format!(
+                        "Wait-For-Position header {value:?}: expected positions as appends \
+                         return them, separated by commas"
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    if !positions.is_empty() {
+        let wait = state.config.request_timeout.mul_f64(0.8);
+        let deadline = tokio::time::Instant::now() + wait;
+        for position in positions {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match state.store.wait_for_position(position, left).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return ApiError::new(
+                        ProblemKind::Unavailable,
+                        format!(
+                            "this server's reads did not reach position {position} within {} s; \
+                             retry, or read from the server that appended it",
+                            wait.as_secs_f64()
+                        ),
+                    )
+                    .into_response();
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Counts error responses by problem kind (the kind rides in the response's extensions).

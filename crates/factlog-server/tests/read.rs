@@ -553,3 +553,41 @@ async fn as_of_reads_what_had_been_recorded_at_that_time() {
     assert_eq!(all["events"][0]["stream"], "tt-2");
     t.stop().await;
 }
+
+/// `Wait-For-Position` (read-your-writes across the nodes of a replicated store): on the
+/// embedded store every acknowledged position is readable at once, so the request is answered
+/// as without it; a header that is not positions is refused.
+#[tokio::test]
+async fn wait_for_position_is_answered_at_once_here_and_a_bad_one_is_refused() {
+    let t = TestServer::start().await;
+    let appended = t
+        .append_ok("account-1", None, &new_events("Opened", 0, 2))
+        .await;
+    let last = appended["lastPosition"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let response = http
+        .get(t.url("/streams/account-1"))
+        .header("Wait-For-Position", format!("{last}, 1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    for bad in ["x", "1,,2", "-3", ""] {
+        let response = http
+            .get(t.url("/streams/account-1"))
+            .header("Wait-For-Position", bad)
+            .send()
+            .await
+            .unwrap();
+        let problem = expect_problem(response, ProblemKind::InvalidHeader).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Wait-For-Position"),
+            "{problem}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 //! [`EventStore::ordering`] says whether `$all` is totally ordered ([`Ordering::Total`], the
 //! embedded log) or ordered only within a partition ([`Ordering::PerPartition`], Kafka).
 
+mod checkpoint;
 mod checks;
 mod error;
 mod options;
@@ -25,6 +26,7 @@ mod results;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use checkpoint::{Checkpoint, InvalidCheckpoint};
 pub use checks::{AppendLimits, check_appends, find_retry, whole_retry};
 pub use error::{AppendError, Error, LimitKind, ReadError, SubscribeError};
 pub use factlog_types::*;
@@ -120,4 +122,65 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Follows one stream from a version: catch-up, then live.
     fn subscribe_stream(&self, stream: StreamName, from: SubscribeFrom<Version>) -> Subscription;
+
+    /// The partition key of the event at `position`, for a [`Checkpoint`]: positions with one
+    /// key are ordered, positions with different keys are not comparable. 0 for every position
+    /// of a totally ordered store.
+    fn partition_key(&self, position: Position) -> u64 {
+        let _ = position;
+        0
+    }
+
+    /// Follows `$all` from a checkpoint: every event `checkpoint` does not cover, each
+    /// partition in order, then live. What a reader that keeps a [`Checkpoint`] resumes with,
+    /// on this node or another.
+    fn subscribe_after(&self, checkpoint: &Checkpoint, filter: EventFilter) -> Subscription {
+        match checkpoint {
+            Checkpoint::Total(p) if *p == Position::START => {
+                self.subscribe_all(SubscribeFrom::Start, filter)
+            }
+            Checkpoint::Total(p) => self.subscribe_all(SubscribeFrom::After(*p), filter),
+            Checkpoint::PerPartition(_) => {
+                let error = SubscribeError::Read(ReadError::Backend(format!(
+                    "the checkpoint {checkpoint} is per partition, and this store is totally ordered"
+                )));
+                Box::pin(futures::stream::once(async move { Err(error) }))
+            }
+        }
+    }
+
+    /// Read-your-writes across nodes: waits until reads here see the event at `position` (a
+    /// position an append returned, perhaps on another node of the same store), for at most
+    /// `timeout`; false when it did not come in time. A store whose reads see every
+    /// acknowledged append at once answers true at once (the default).
+    async fn wait_for_position(
+        &self,
+        position: Position,
+        timeout: std::time::Duration,
+    ) -> Result<bool, ReadError> {
+        let _ = (position, timeout);
+        Ok(true)
+    }
+
+    /// How many events of this node's `$all` order come after `from` up to and including `to`
+    /// (0 when `to` is not after `from`): a reader's lag. Counts on the positions of a store
+    /// that gives each event the next position (the default).
+    fn events_between(&self, from: Position, to: Position) -> u64 {
+        to.raw().saturating_sub(from.raw())
+    }
+
+    /// The checkpoint of a reader that has read `$all` in this node's order up to and
+    /// including the event at `position` ([`Position::START`]: nothing): how a reset to a
+    /// position or a time becomes a checkpoint.
+    async fn checkpoint_at(&self, position: Position) -> Result<Checkpoint, ReadError> {
+        Ok(Checkpoint::Total(position))
+    }
+
+    /// The place in this node's `$all` order of a reader at `checkpoint`: the position of the
+    /// last event such that it and every event before it are covered ([`Position::START`]
+    /// when the first is not). For status and lag; the same as the checkpoint's position on a
+    /// totally ordered store.
+    async fn position_of(&self, checkpoint: &Checkpoint) -> Result<Position, ReadError> {
+        Ok(checkpoint.total().unwrap_or(Position::START))
+    }
 }

@@ -8,8 +8,9 @@
 //! writers' group and closes its replica), exit 0.
 //!
 //! The projections of the configuration (`[[projections]]`, see [`projections`]) run in the
-//! same process, over the same store, and are served at `/projections/...`; only on the
-//! embedded store for now.
+//! same process, over the same store, and are served at `/projections/...`. On Kafka their
+//! checkpoints are per partition, so a projection moved to another node resumes exactly where
+//! its read model is.
 
 pub(crate) mod kafka;
 mod projections;
@@ -26,7 +27,6 @@ use factlog_server::{Backend, Config, Server, TlsConfig};
 use factlog_store::EventStore;
 use serde_json::json;
 
-use crate::UsageError;
 use crate::config::{BackendKind, FileConfig, parse_tokens};
 use crate::output::Out;
 
@@ -43,8 +43,8 @@ table, sink = \"sqlite\" | \"postgres\" | \"redis\", categories, event-types, on
 \"stop\", batch-events-max, batch-linger-ms; and [projection-sinks] with sqlite-path (default: the
 file <data-dir>.projections.sqlite beside the data directory), postgres-url, postgres-schema,
 redis-url, redis-key-prefix. The URLs may come from FACTLOG_PROJECTION_POSTGRES_URL and
-FACTLOG_PROJECTION_REDIS_URL instead. Control them with `factlog projections`. Projections run
-on the embedded backend only for now.
+FACTLOG_PROJECTION_REDIS_URL instead. Control them with `factlog projections`. On the Kafka backend
+their checkpoints are per partition (docs/kafka.md).
 
 With --backend kafka (or backend = \"kafka\" in the file) this process is one node of a store on
 a Kafka cluster (docs/kafka.md), with its read replica in --data-dir. The file's [kafka] section
@@ -276,23 +276,21 @@ async fn run_kafka(
     file: &FileConfig,
     out: &mut Out,
 ) -> anyhow::Result<()> {
-    if !file.projections.is_empty() {
-        return Err(UsageError(
-            "the configuration has [[projections]], but projections on the Kafka backend need \
-             per-partition checkpoints and are not available yet: serve them with --backend \
-             embedded, or remove [[projections]] from the configuration"
-                .into(),
-        )
-        .into());
-    }
+    let projection_plan =
+        projections::Plan::resolve(file, args.projection_sqlite_path.as_deref(), dir)?;
     let plan = kafka::KafkaPlan::resolve(&args.kafka, &file.kafka, dir)?;
     if args.print_config {
-        let effective = json!({
+        let mut effective = json!({
             "data-dir": dir,
             "backend": BackendKind::Kafka,
             "server": config,
             "kafka": plan.to_json(),
         });
+        if !projection_plan.is_empty() {
+            let (projections, sinks) = projection_plan.to_json();
+            effective["projections"] = projections;
+            effective["projection-sinks"] = sinks;
+        }
         return print_config(effective, out);
     }
     // Refuse a bad configuration before connecting (or creating the replica).
@@ -307,14 +305,28 @@ async fn run_kafka(
     let store = KafkaStore::open(options).await.with_context(|| {
         format!("could not join the store on the Kafka brokers {brokers} (topic prefix {prefix:?})")
     })?;
-    let server = match Server::start(
-        config.clone(),
-        Backend::store(store.clone() as Arc<dyn EventStore>),
-    )
-    .await
+    // Projections checkpoint per partition here, in their sink's transaction, so they resume
+    // where they were on whichever node runs them next.
+    let projections = match projection_plan
+        .start_if_any(store.clone() as Arc<dyn EventStore>)
+        .await
     {
+        Ok(projections) => projections,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let mut backend = Backend::store(store.clone() as Arc<dyn EventStore>);
+    if let Some(projections) = &projections {
+        backend = backend.with_projections(projections.clone());
+    }
+    let server = match Server::start(config.clone(), backend).await {
         Ok(server) => server,
         Err(e) => {
+            if let Some(projections) = &projections {
+                projections.stop().await;
+            }
             store.close().await;
             return Err(e.into());
         }
@@ -325,7 +337,7 @@ async fn run_kafka(
             "listening": url,
             "backend": BackendKind::Kafka,
             "dataDir": dir,
-            "projections": [],
+            "projections": projection_plan.names(),
             "brokers": brokers,
             "topicPrefix": prefix,
             "partitions": partitions,
@@ -340,10 +352,14 @@ async fn run_kafka(
         if config.tokens.is_empty() {
             out.line("no tokens configured: requests need no token (loopback only)")?;
         }
+        for line in projection_plan.describe() {
+            out.line(line)?;
+        }
     }
     out.flush()?;
     let signal = shutdown_signal().await?;
     tracing::info!(signal, "shutting down");
+    // Stops the projections too, before the node leaves.
     server.shutdown().await;
     store.close().await;
     if !out.json() {
