@@ -10,8 +10,11 @@
 #                                            (see `factlog bench compare --help`)
 #
 # Starts throwaway PostgreSQL, Redis (appendfsync always, and everysec) and NATS JetStream
-# servers on loopback (scripts/services.sh), runs `factlog bench compare` against them, and
-# stops them. Needs what scripts/setup.sh installs.
+# servers on loopback (scripts/services.sh) and a Kafka broker for Factlog on Kafka
+# (scripts/kafka.sh), runs `factlog bench compare` against them, and stops them. A server whose
+# URL (or FACTLOG_TEST_KAFKA_BROKERS) is already set in the environment is used instead and not
+# started, so under `scripts/kafka.sh run` no second broker is started. Needs what
+# scripts/setup.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +32,10 @@ else
 fi
 
 export FACTLOG_BENCH_COMMAND="scripts/bench-compare.sh${*:+ $*}"
-# The servers' URLs are read inside the child shell, once services.sh has exported them.
+# The servers' URLs are read inside the child shell, once services.sh and kafka.sh have
+# exported them.
 # shellcheck disable=SC2016
-exec scripts/services.sh run --with postgres,redis,redis-always,nats -- bash -c '
+exec scripts/services.sh run --with postgres,redis,redis-always,nats -- scripts/kafka.sh run -- bash -c '
     exe=$1
     shift
     exec "$exe" bench compare --require-all \
@@ -39,5 +43,6 @@ exec scripts/services.sh run --with postgres,redis,redis-always,nats -- bash -c 
         --redis-always-url "$FACTLOG_TEST_REDIS_ALWAYS_URL" \
         --redis-everysec-url "$FACTLOG_TEST_REDIS_URL" \
         --nats-url "$FACTLOG_TEST_NATS_URL" \
+        --kafka-brokers "$FACTLOG_TEST_KAFKA_BROKERS" \
         "$@"
 ' bench-compare "$exe" "${files[@]}" "$@"

@@ -51,8 +51,9 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
-    /// Factlog against PostgreSQL, SQLite, Redis Streams and NATS JetStream on the same
-    /// workloads, in one run (scripts/bench-compare.sh starts the servers).
+    /// Factlog (embedded, over HTTP, on Kafka) against PostgreSQL, SQLite, Redis Streams and
+    /// NATS JetStream on the same workloads, in one run (scripts/bench-compare.sh starts the
+    /// servers).
     Compare(CompareArgs),
     /// Appends through Factlog's Kafka backend against Kafka's own producer benchmark on the
     /// same broker, and the takeover of a killed node's shards (scripts/bench-kafka.sh starts
@@ -66,8 +67,11 @@ Every store runs the same workloads, one store after the other: read one stream,
 aggregate, read everything, a catch-up subscription, batched appends, 1/8/64 concurrent
 single-event appends (uniform and Zipf choice of stream) and appends with expected-version
 conflicts. Each workload prints one table with the ratio of Factlog to each store of the same
-durability. PostgreSQL, Redis and NATS are named by URL; scripts/bench-compare.sh starts
-throwaway servers on loopback and passes them. SQLite and Factlog run in a temporary directory.")]
+durability. PostgreSQL, Redis and NATS are named by URL and Kafka by its brokers;
+scripts/bench-compare.sh starts throwaway servers on loopback and passes them. SQLite and
+Factlog run in a temporary directory. Factlog on Kafka acknowledges once the in-sync replicas
+have a write (acks=all), before fsync: its writes are compared with Factlog's bulk-import mode,
+like Redis with everysec and NATS.")]
 pub struct CompareArgs {
     /// PostgreSQL to use as an event store (its `events` table is dropped and recreated).
     #[arg(long, value_name = "URL")]
@@ -85,8 +89,13 @@ pub struct CompareArgs {
     #[arg(long, value_name = "URL")]
     nats_url: Option<String>,
 
+    /// Kafka brokers for Factlog on Kafka (a new store with topics named
+    /// factlog.bench.<pid>.<nanos>.*, deleted at the end).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    kafka_brokers: Option<String>,
+
     /// Only these stores, comma-separated: factlog, factlog-http, postgres, sqlite,
-    /// redis-always, factlog-bulk, redis-everysec, nats.
+    /// redis-always, factlog-bulk, redis-everysec, nats, factlog-kafka.
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     only: Vec<String>,
 
@@ -95,7 +104,7 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     workloads: Vec<String>,
 
-    /// Fail when a store has no URL instead of leaving it out.
+    /// Fail when a store has no URL (or brokers) instead of leaving it out.
     #[arg(long)]
     require_all: bool,
 
@@ -120,7 +129,8 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     write_docs: Option<PathBuf>,
 
-    /// Put the temporary directory (embedded stores, SQLite) in this directory.
+    /// Put the temporary directory (embedded stores, SQLite, the Kafka node's replica) in
+    /// this directory.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
@@ -374,6 +384,7 @@ async fn run_compare(data_dir: &Path, args: CompareArgs, out: &mut Out) -> anyho
         redis_always_url: args.redis_always_url,
         redis_everysec_url: args.redis_everysec_url,
         nats_url: args.nats_url,
+        kafka_brokers: args.kafka_brokers.filter(|b| !b.trim().is_empty()),
         factlog_exe: None,
         only: args.only,
         require_all: args.require_all,

@@ -3,9 +3,10 @@
 //!
 //! The peers (see [`peers`]) are PostgreSQL and SQLite as event stores, Redis Streams with
 //! `appendfsync always` and `everysec`, and NATS JetStream; Factlog runs embedded (durable and
-//! in bulk-import mode) and over HTTP (`factlog serve` in its own process). PostgreSQL, Redis
-//! and NATS are servers the caller starts and names by URL (`scripts/bench-compare.sh` starts
-//! and stops them on loopback); a peer without URL is left out, and said so.
+//! in bulk-import mode), over HTTP (`factlog serve` in its own process) and as a node of a
+//! store on Kafka (in this process). PostgreSQL, Redis, NATS and Kafka are servers the caller
+//! starts and names by URL or broker list (`scripts/bench-compare.sh` starts and stops them on
+//! loopback); a peer without one is left out, and said so.
 //!
 //! Peers run one after the other, each on a fresh store, through the same workloads (see
 //! [`workloads`]): reads of one stream, aggregate loads, reading everything, a catch-up
@@ -130,6 +131,8 @@ pub struct Peers {
     pub redis_always_url: Option<String>,
     pub redis_everysec_url: Option<String>,
     pub nats_url: Option<String>,
+    /// Kafka brokers (`host:port,...`) for Factlog on Kafka.
+    pub kafka_brokers: Option<String>,
     /// The `factlog` executable to run `serve` with (this one by default).
     pub factlog_exe: Option<PathBuf>,
     /// Only these peers (ids), when given.
@@ -138,8 +141,10 @@ pub struct Peers {
     pub require_all: bool,
 }
 
-/// The peers, in the order they run: id, label, durability.
-const PEERS: [(&str, &str, Durability); 8] = [
+/// The peers, in the order they run: id, label, durability. Factlog on Kafka acknowledges once
+/// the in-sync replicas have an append, before any fsync: its writes are compared with the
+/// other stores that acknowledge before fsync, against Factlog's bulk-import mode.
+const PEERS: [(&str, &str, Durability); 9] = [
     ("factlog", "Factlog embedded", Durability::Fsynced),
     ("factlog-http", "Factlog over HTTP", Durability::Fsynced),
     ("postgres", "PostgreSQL", Durability::Fsynced),
@@ -160,6 +165,7 @@ const PEERS: [(&str, &str, Durability); 8] = [
         Durability::NotFsynced,
     ),
     ("nats", "NATS JetStream", Durability::NotFsynced),
+    ("factlog-kafka", "Factlog on Kafka", Durability::Replicated),
 ];
 
 pub fn peer_ids() -> impl Iterator<Item = &'static str> {
@@ -280,12 +286,13 @@ fn check_durability(id: &str, durability: Durability, about: &str) -> anyhow::Re
         "redis-always" => "appendfsync=always",
         "redis-everysec" => "appendfsync=everysec",
         "postgres" => "synchronous_commit=on",
+        "factlog-kafka" => "no fsync before the acknowledgement",
         _ => return Ok(()),
     };
     if !about.contains(expected) {
         bail!(
-            "the {id} server does not run with {expected} ({about}); it would be compared as \
-             '{}' without being so",
+            "the {id} server's settings do not say \"{expected}\" ({about}); it would be \
+             compared as '{}' without being so",
             durability.label()
         );
     }
@@ -327,6 +334,12 @@ async fn open(
             Some(url) => Arc::new(NatsPeer::connect(url).await?),
             None => return Ok(None),
         },
+        "factlog-kafka" => match &peers.kafka_brokers {
+            Some(brokers) => {
+                Arc::new(FactlogPeer::kafka(brokers, &dir.join("factlog-kafka")).await?)
+            }
+            None => return Ok(None),
+        },
         other => bail!("unknown peer {other}"),
     };
     Ok(Some(peer))
@@ -343,6 +356,9 @@ async fn measure(
     show: bool,
 ) -> anyhow::Result<()> {
     peer.reset().await.context("reset")?;
+    peer.prepare(&workloads::stream_kinds(&config.writers))
+        .await
+        .context("preparing the store")?;
     let step = |what: &str| progress(show, &format!("{label}: {what}"));
     let mut record = |workload: report::Workload, sample: workloads::Sample| {
         report.push(Measurement {

@@ -91,6 +91,9 @@ impl Workload {
     }
 }
 
+/// The Factlog runs the other stores are compared with.
+const REFERENCES: [&str; 3] = ["factlog", "factlog-http", "factlog-bulk"];
+
 #[derive(Debug)]
 pub struct Measurement {
     pub workload: Workload,
@@ -265,7 +268,8 @@ impl Report {
 
     /// The Factlog runs a peer is compared with on a workload: the embedded store of the same
     /// durability, and the server (durable) when the peer is durable. Reads compare with the
-    /// durable store and the server.
+    /// durable store and the server. Factlog on Kafka is compared like any other store: a
+    /// backend of Factlog against its embedded store.
     fn references(
         &self,
         workload: Workload,
@@ -274,10 +278,10 @@ impl Report {
         let Some(info) = self.info(peer) else {
             return (None, None);
         };
-        if info.id.starts_with("factlog") {
+        if REFERENCES.contains(&info.id) {
             return (None, None);
         }
-        if workload.writes() && info.durability == Durability::NotFsynced {
+        if workload.writes() && !info.durability.fsync_before_ack() {
             (Some("factlog-bulk"), None)
         } else {
             (Some("factlog"), Some("factlog-http"))
@@ -333,6 +337,19 @@ impl Report {
              compared with Factlog's bulk-import mode, never with its durable mode. Latencies \
              are per operation, measured by the client."
         );
+        if self
+            .peers
+            .iter()
+            .any(|p| p.durability == Durability::Replicated)
+        {
+            let _ = writeln!(
+                s,
+                "\nFactlog on Kafka is in the group that acknowledges before fsync: with \
+                 acks=all the brokers acknowledge once every in-sync replica has the write in \
+                 memory, and fsync later (see its settings above), so its writes are compared \
+                 with Factlog's bulk-import mode, like Redis with everysec and NATS."
+            );
+        }
         for workload in self.workloads() {
             let _ = writeln!(s, "\n### {}\n", workload.title());
             let latency = workload.latency_of();
@@ -398,7 +415,7 @@ impl Report {
                 let compared = if goal.workload.writes()
                     && self
                         .info(goal.peer)
-                        .is_some_and(|p| p.durability == Durability::NotFsynced)
+                        .is_some_and(|p| !p.durability.fsync_before_ack())
                 {
                     " (bulk-import mode, same durability)"
                 } else {
@@ -570,6 +587,7 @@ mod tests {
             ("factlog-bulk", 900),
             ("postgres", 40),
             ("nats", 300),
+            ("factlog-kafka", 450),
         ] {
             report.push(Measurement {
                 workload: w,
@@ -585,6 +603,16 @@ mod tests {
         assert_eq!(report.references(w, "nats"), (Some("factlog-bulk"), None));
         assert_eq!(report.ratio(w, Some("factlog"), "postgres"), Some(10.0));
         assert_eq!(report.ratio(w, Some("factlog-bulk"), "nats"), Some(3.0));
+        // Factlog on Kafka acknowledges before fsync (once replicated): with bulk import too.
+        assert_eq!(
+            report.references(w, "factlog-kafka"),
+            (Some("factlog-bulk"), None)
+        );
+        assert_eq!(
+            report.ratio(w, Some("factlog-bulk"), "factlog-kafka"),
+            Some(2.0)
+        );
+        assert_eq!(report.references(w, "factlog-bulk"), (None, None));
         let goals = report.goals();
         let pg = goals
             .iter()
@@ -597,10 +625,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| >= 1x NATS JetStream (bulk-import mode, same durability) | batched-uniform | 3.00 | yes |"), "{text}");
-        // Reads compare with the durable store whatever the peer's durability.
-        assert_eq!(
-            report.references(Workload::ReadAll, "nats"),
-            (Some("factlog"), Some("factlog-http"))
+        assert!(
+            text.contains(
+                "| Factlog on Kafka | ack before fsync, once on the in-sync replicas | 450 |"
+            ),
+            "{text}"
         );
+        assert!(text.contains("Factlog on Kafka is in the group that acknowledges before fsync"));
+        // Reads compare with the durable store whatever the peer's durability.
+        for peer in ["nats", "factlog-kafka"] {
+            assert_eq!(
+                report.references(Workload::ReadAll, peer),
+                (Some("factlog"), Some("factlog-http"))
+            );
+        }
     }
 }

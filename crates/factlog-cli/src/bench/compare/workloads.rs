@@ -115,8 +115,35 @@ impl Data {
     }
 }
 
+// The names of the streams the workloads write: a category (the part before the `-`) per
+// workload, and a number.
+
 pub fn read_stream_name(i: u64) -> String {
     format!("read-{i}")
+}
+
+fn batch_stream_name(choice: Choice, n: u64) -> String {
+    format!("batch{}-{n}", choice.label().to_lowercase())
+}
+
+fn single_stream_name(writers: usize, choice: Choice, n: u64) -> String {
+    format!("single{writers}{}-{n}", choice.label().to_lowercase())
+}
+
+fn hot_stream_name(n: u64) -> String {
+    format!("hot-{n}")
+}
+
+/// One stream of each category the workloads write, for [`Peer::prepare`].
+pub fn stream_kinds(writers: &[usize]) -> Vec<String> {
+    let choices = [Choice::Uniform, Choice::Zipf];
+    let mut streams = vec![read_stream_name(0)];
+    streams.extend(choices.map(|c| batch_stream_name(c, 0)));
+    for &w in writers {
+        streams.extend(choices.map(|c| single_stream_name(w, c, 0)));
+    }
+    streams.push(hot_stream_name(0));
+    streams
 }
 
 /// Writes the read data set: `streams` streams of [`STREAM_EVENTS`] events, each one append
@@ -250,7 +277,6 @@ pub async fn batched(
     streams: u64,
     budget: Duration,
 ) -> anyhow::Result<Sample> {
-    let prefix = format!("batch{}", choice.label().to_lowercase());
     let mut picker = Picker::new(choice, streams, 11);
     let mut tokens = std::collections::HashMap::new();
     let mut sample = Sample::default();
@@ -261,7 +287,12 @@ pub async fn batched(
         let events = data.events(sample.events as usize, BATCH_EVENTS);
         let t = Instant::now();
         let done = peer
-            .append(0, &format!("{prefix}-{n}"), Expect::Exact(*token), &events)
+            .append(
+                0,
+                &batch_stream_name(choice, n),
+                Expect::Exact(*token),
+                &events,
+            )
             .await?;
         sample.latencies.push(t.elapsed());
         match done {
@@ -285,18 +316,16 @@ pub async fn concurrent(
     streams: u64,
     budget: Duration,
 ) -> anyhow::Result<Sample> {
-    let prefix = format!("single{writers}{}", choice.label().to_lowercase());
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for w in 0..writers {
         let peer = peer.clone();
         let data = data.clone();
-        let prefix = prefix.clone();
         tasks.spawn(async move {
             let mut picker = Picker::new(choice, streams, 100 + w as u64);
             let mut latencies = Vec::new();
             while latencies.is_empty() || started.elapsed() < budget {
-                let stream = format!("{prefix}-{}", picker.next());
+                let stream = single_stream_name(writers, choice, picker.next());
                 let event = data.events(w + latencies.len() * writers, 1);
                 let t = Instant::now();
                 let done = peer.append(w, &stream, Expect::Any, &event).await?;
@@ -340,7 +369,7 @@ pub async fn conflicts(
             let mut latencies = Vec::new();
             while latencies.is_empty() || started.elapsed() < budget {
                 let n = picker.next();
-                let stream = format!("hot-{n}");
+                let stream = hot_stream_name(n);
                 let token = match tokens[n as usize] {
                     Some(token) => token,
                     None => peer.current(w, &stream).await?,
@@ -375,7 +404,7 @@ pub async fn conflicts(
     sample.latencies.sort_unstable();
     let mut stored = 0;
     for n in 0..CONFLICT_STREAMS {
-        stored += peer.read_stream(0, &format!("hot-{n}")).await?.len() as u64;
+        stored += peer.read_stream(0, &hot_stream_name(n)).await?.len() as u64;
     }
     ensure!(
         stored == sample.events,
@@ -408,6 +437,24 @@ mod tests {
         assert!(counts[0] > counts[1] && counts[1] > counts[10] && counts[10] > counts[500]);
         // Exponent 1 over 1000 ranks: rank 1 has 1/H(1000) of the mass, about 13%.
         assert!((11_000..16_000).contains(&counts[0]), "{}", counts[0]);
+    }
+
+    #[test]
+    fn stream_kinds_name_every_category_the_workloads_write() {
+        let kinds = stream_kinds(&[1, 8]);
+        assert_eq!(
+            kinds,
+            [
+                "read-0",
+                "batchuniform-0",
+                "batchzipf-0",
+                "single1uniform-0",
+                "single1zipf-0",
+                "single8uniform-0",
+                "single8zipf-0",
+                "hot-0"
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The stores of the comparison, behind one small interface: append with an optional
 //! expected version, read one stream, read everything, and a catch-up subscription.
+//! Factlog itself is a peer on each of its backends ([`factlog`]), the Kafka one with the
+//! broker-side helpers of [`kafka`].
 //!
 //! Every peer stores the same events (256 bytes of JSON data, a type, an id) and offers the
 //! same promise on append: all events of one call or none, and with an expectation, at most one
 //! of several racing writers wins. How each gets there is described in its module.
 
 pub mod factlog;
+pub mod kafka;
 pub mod nats;
 pub mod postgres;
 pub mod redis_streams;
@@ -24,6 +27,11 @@ pub enum Durability {
     /// The events were written to the operating system (or the server's memory) before the
     /// answer and reach the disk later: a crash of the machine can lose acknowledged events.
     NotFsynced,
+    /// Kafka with `acks=all`: the events were on every in-sync replica before the answer, in
+    /// each broker's page cache, and reach the disk later. A crash of one machine loses
+    /// nothing when other in-sync replicas hold the events; a crash of all of them (or of the
+    /// only one, with one broker) can. Its writes are compared with those of [`Self::NotFsynced`].
+    Replicated,
 }
 
 impl Durability {
@@ -31,6 +39,16 @@ impl Durability {
         match self {
             Durability::Fsynced => "fsync before ack",
             Durability::NotFsynced => "ack before fsync",
+            Durability::Replicated => "ack before fsync, once on the in-sync replicas",
+        }
+    }
+
+    /// Whether the events were on disk before the acknowledgement: writes are compared only
+    /// among peers that agree on this.
+    pub fn fsync_before_ack(self) -> bool {
+        match self {
+            Durability::Fsynced => true,
+            Durability::NotFsynced | Durability::Replicated => false,
         }
     }
 }
@@ -61,6 +79,14 @@ pub trait Peer: Send + Sync + 'static {
 
     /// Drops what earlier runs left (tables, keys, streams) and prepares an empty store.
     async fn reset(&self) -> anyhow::Result<()>;
+
+    /// Makes ready, before anything is measured, what the peer would otherwise make on the
+    /// first append to a kind of stream; `streams` holds one stream of each kind the workloads
+    /// write. Stores nothing. The default has nothing to make: tables and streams are made by
+    /// [`Peer::reset`]. (Factlog on Kafka creates a topic per category on first use.)
+    async fn prepare(&self, _streams: &[String]) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// Appends `events` (their data) to `stream`, all or none. `session` (below the number of
     /// sessions the peer was made with) picks the connection, so concurrent writers each have
