@@ -18,6 +18,9 @@ mod node;
 mod options;
 mod replica;
 mod store;
+// Three librdkafka calls and a pipe: see the module docs.
+#[allow(unsafe_code)]
+mod wakeup;
 mod writer;
 
 pub use codec::{KafkaPosition, Slot};

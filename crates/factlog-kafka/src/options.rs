@@ -134,8 +134,13 @@ impl KafkaOptions {
         format!("{}writers", self.topic_prefix)
     }
 
-    pub(crate) fn transactional_id(&self, partition: u32) -> String {
-        format!("{}writer-{partition}", self.topic_prefix)
+    /// The `transactional.id` of the shard writer's producer `index` (0 keeps the name of a
+    /// writer with one producer).
+    pub(crate) fn transactional_id(&self, partition: u32, index: usize) -> String {
+        match index {
+            0 => format!("{}writer-{partition}", self.topic_prefix),
+            i => format!("{}writer-{partition}.{i}", self.topic_prefix),
+        }
     }
 
     /// A client configuration with the brokers and the pass-through settings.

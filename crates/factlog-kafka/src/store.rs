@@ -270,6 +270,12 @@ impl EventStore for KafkaStore {
             .replica
             .wait_for(&targets, self.options.append_timeout)
             .await;
+        tracing::debug!(
+            partition,
+            submit_us = (waited - submitted).as_micros() as u64,
+            shown_us = waited.elapsed().as_micros() as u64,
+            "append acknowledged"
+        );
         if waited.elapsed() > SLOW {
             tracing::warn!(
                 took_ms = waited.elapsed().as_millis() as u64,

@@ -1,8 +1,10 @@
 //! The writer of one shard: partition `k` of every category topic, owned by one node at a time.
 //!
-//! It runs on its own thread while this node owns the shard. It opens a transactional producer
-//! whose `transactional.id` is bound to the shard (`<prefix>writer-<k>`), so `init_transactions`
-//! fences any earlier owner: from then on the earlier owner cannot commit. Then it waits until
+//! It runs on its own thread while this node owns the shard. It opens two transactional
+//! producers whose `transactional.id`s are bound to the shard (`<prefix>writer-<k>` and
+//! `<prefix>writer-<k>.1`), so their `init_transactions` fence any earlier owner: from then on
+//! the earlier owner cannot commit. It commits with them in turn, so one transaction does not
+//! wait for the commit markers of the one before. Then it waits until
 //! the local replica has read partition `k` of every category topic up to its end (the last
 //! stable offset, now that no other transaction is open), so the replica holds every version
 //! and event id of the shard. Only then does it accept appends.
@@ -40,6 +42,10 @@ use crate::KafkaError;
 use crate::codec::{KafkaPosition, Reply, Slot, event_headers, header};
 use crate::node::{MembershipContext, Node};
 use crate::replica::Replica;
+use crate::wakeup::Wakeup;
+
+/// Transactional producers per shard, used in turn.
+const PRODUCERS: usize = 2;
 
 /// Appends taken into one transaction, at most.
 const BATCH_JOBS_MAX: usize = 256;
@@ -119,25 +125,36 @@ impl ShardWriter {
     fn serve(&self) -> Result<(), KafkaError> {
         let node = &self.node;
         let k = self.partition;
-        let producer: TxnProducer = node
-            .options
-            .client_config()
-            .set("transactional.id", node.options.transactional_id(k))
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.max.bytes", "20971520")
-            .set("transaction.timeout.ms", "30000")
-            // A transaction that adds a partition whose previous commit markers are still
-            // being written is refused (CONCURRENT_TRANSACTIONS) and retried after this
-            // backoff; librdkafka's 100 ms default would cap a busy shard at ~10 commits/s.
-            .set("retry.backoff.ms", "5")
-            .set("retry.backoff.max.ms", "100")
-            .create_with_context(TxnContext::default())
-            .map_err(KafkaError::client("the transactional producer"))?;
-        producer
-            .init_transactions(Duration::from_secs(30))
-            .map_err(|e| KafkaError::Kafka(format!("init_transactions for shard {k}: {e}")))?;
+        // Every producer of the shard is fenced by a new owner's `init_transactions`, so the
+        // writer commits with them in turn: a transaction of one does not wait for the commit
+        // markers of the other's last transaction, which librdkafka (no KIP-890) would
+        // otherwise retry against (CONCURRENT_TRANSACTIONS) before it may add a partition.
+        let mut producers = Vec::with_capacity(PRODUCERS);
+        for i in 0..PRODUCERS {
+            let id = node.options.transactional_id(k, i);
+            let producer = node
+                .options
+                .client_config()
+                .set("transactional.id", &id)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "1")
+                .set("message.max.bytes", "20971520")
+                .set("transaction.timeout.ms", "30000")
+                // A transaction that adds a partition whose previous commit markers are
+                // still being written is refused (CONCURRENT_TRANSACTIONS) and retried after
+                // this backoff; librdkafka's 100 ms default would cap a shard at ~10
+                // commits/s.
+                .set("retry.backoff.ms", "5")
+                .set("retry.backoff.max.ms", "100")
+                .create_with_context(TxnContext::default())
+                .map_err(KafkaError::client("the transactional producer"))?;
+            let producer = TxnProducer::new(producer)?;
+            producer
+                .init_transactions(Duration::from_secs(30))
+                .map_err(|e| KafkaError::Kafka(format!("init_transactions for {id}: {e}")))?;
+            producers.push(producer);
+        }
         let started = std::time::Instant::now();
         self.restore()?;
         if started.elapsed() > crate::store::SLOW {
@@ -157,6 +174,7 @@ impl ShardWriter {
         let mut carried: Vec<Job> = Vec::new();
         let mut overlay = Overlay::default();
         let mut last_recorded_at = Timestamp::UNIX_EPOCH;
+        let mut turn = 0usize;
         while self.owned.load(Ordering::Acquire) {
             let mut jobs = std::mem::take(&mut carried);
             if jobs.is_empty() {
@@ -179,7 +197,9 @@ impl ShardWriter {
                 return Ok(());
             }
             last_recorded_at = Timestamp::now().max(last_recorded_at);
-            carried = self.write_batch(&producer, &mut overlay, jobs, last_recorded_at)?;
+            let producer = &producers[turn % PRODUCERS];
+            turn = turn.wrapping_add(1);
+            carried = self.write_batch(producer, &mut overlay, jobs, last_recorded_at)?;
         }
         Ok(())
     }
@@ -223,6 +243,7 @@ impl ShardWriter {
         let now_ms = Timestamp::now().unix_micros() / 1000;
 
         // 1. Check each job against the replica and the jobs accepted before it.
+        let checking = std::time::Instant::now();
         let mut versions: HashMap<StreamName, Option<Version>> = HashMap::new();
         let mut batch_ids: HashSet<EventId> = HashSet::new();
         let mut accepted: Vec<(Job, Vec<(Version, usize)>)> = Vec::new();
@@ -277,7 +298,15 @@ impl ShardWriter {
 
         // 2. One transaction: the events, the replies to routed appends, the request offsets.
         let started = std::time::Instant::now();
+        let check_us = (started - checking).as_micros() as u64;
         let outcome = self.transaction(producer, &accepted, &refused, recorded_at);
+        tracing::debug!(
+            partition = k,
+            appends = accepted.len(),
+            check_us,
+            transaction_us = started.elapsed().as_micros() as u64,
+            "batch written"
+        );
         if started.elapsed() > crate::store::SLOW {
             tracing::warn!(
                 partition = k,
@@ -439,6 +468,7 @@ impl ShardWriter {
         let k = self.partition;
         producer.begin_transaction().map_err(classify)?;
         producer.context().reports.lock().clear();
+        let produced = std::time::Instant::now();
         let result = (|| {
             // The events, each numbered for its delivery report.
             let mut parts_of_jobs = Vec::new();
@@ -558,9 +588,17 @@ impl ShardWriter {
                     .map_err(classify)?;
             }
             settle(producer)?;
+            let committing = std::time::Instant::now();
             producer
                 .commit_transaction(Duration::from_secs(30))
                 .map_err(classify)?;
+            tracing::debug!(
+                partition = k,
+                records = n,
+                produce_us = (committing - produced).as_micros() as u64,
+                commit_us = committing.elapsed().as_micros() as u64,
+                "transaction committed"
+            );
             Ok(results)
         })();
         if let Err(Failure::Aborted(_)) = &result
@@ -635,8 +673,29 @@ impl Overlay {
 }
 
 /// The shard's transactional producer. It has no polling thread: this writer's thread serves
-/// the delivery reports (in `flush`), so a commit never waits for another poller's timeout.
-type TxnProducer = BaseProducer<TxnContext>;
+/// the delivery reports (`settle`), woken by librdkafka when one arrives ([`Wakeup`]), so a
+/// commit never waits for a poller's timeout and no thread spins.
+pub(crate) struct TxnProducer {
+    // Fields drop in order: the wakeup releases its queue reference before the producer goes.
+    wakeup: Wakeup,
+    producer: BaseProducer<TxnContext>,
+}
+
+impl TxnProducer {
+    fn new(producer: BaseProducer<TxnContext>) -> Result<Self, KafkaError> {
+        let wakeup = Wakeup::new(&producer)
+            .map_err(|e| KafkaError::Kafka(format!("the producer's wakeup pipe: {e}")))?;
+        Ok(Self { wakeup, producer })
+    }
+}
+
+impl std::ops::Deref for TxnProducer {
+    type Target = BaseProducer<TxnContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.producer
+    }
+}
 
 /// Collects the offsets of the records of the current transaction, by record number.
 #[derive(Default)]
@@ -658,19 +717,28 @@ impl ProducerContext for TxnContext {
     }
 }
 
-/// Waits until every record sent is acknowledged, serving delivery reports on this thread.
-/// (rdkafka's `flush` polls in steps of 100 ms, which would add up to 100 ms to a commit.)
+/// Waits until every record sent is acknowledged, serving delivery reports on this thread as
+/// they arrive. (rdkafka's `flush` and `poll` wait out their whole timeout even after serving
+/// the report waited for; see [`Wakeup`].)
 fn settle(producer: &TxnProducer) -> Result<(), Failure> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while producer.in_flight_count() > 0 {
+    loop {
+        // Serves at most one event.
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
+        if producer.wakeup.pending() {
+            continue;
+        }
         if std::time::Instant::now() > deadline {
             return Err(Failure::Aborted(
                 "records were not acknowledged within 30 s".into(),
             ));
         }
-        producer.poll(Duration::from_micros(200));
+        // Woken by the next event; the timeout only bounds a missed wakeup.
+        producer.wakeup.wait(Duration::from_millis(20));
     }
-    Ok(())
 }
 
 /// Queues a record, serving delivery reports while librdkafka's queue is full.
