@@ -415,6 +415,28 @@ async fn get(http: &reqwest::Client, url: &str, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// The arguments of a node on the test broker: `--backend kafka`, the brokers, the prefix and
+/// the partitions, then `extra`.
+fn on_kafka<'a>(
+    brokers: &'a str,
+    prefix: &'a str,
+    partitions: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--backend",
+        "kafka",
+        "--brokers",
+        brokers,
+        "--kafka-topic-prefix",
+        prefix,
+        "--kafka-partitions",
+        partitions,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn position(value: &Value) -> u64 {
     value
         .as_str()
@@ -431,18 +453,12 @@ async fn serves_appends_and_reads_on_kafka_then_stops_on_sigterm() {
     let data = dir.path().join("replica");
     let node = Node::start(
         &data,
-        &[
-            "--backend",
-            "kafka",
-            "--brokers",
+        &on_kafka(
             &brokers,
-            "--kafka-topic-prefix",
             &prefix,
-            "--kafka-partitions",
             "2",
-            "--kafka-property",
-            "socket.keepalive.enable=true",
-        ],
+            &["--kafka-property", "socket.keepalive.enable=true"],
+        ),
         &[],
     );
     assert_eq!(node.listening["backend"], "kafka");
@@ -682,20 +698,17 @@ async fn a_projection_resumes_on_another_node_from_its_per_partition_checkpoint(
     let start = |replica: &str| {
         Node::start(
             &dir.path().join(replica),
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "--backend",
-                "kafka",
-                "--brokers",
+            &on_kafka(
                 &brokers,
-                "--kafka-topic-prefix",
                 &prefix,
-                "--kafka-partitions",
                 "4",
-                "--projection-sqlite-path",
-                database.to_str().unwrap(),
-            ],
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--projection-sqlite-path",
+                    database.to_str().unwrap(),
+                ],
+            ),
             &[],
         )
     };
@@ -742,18 +755,7 @@ async fn a_read_on_another_node_waits_for_the_position_an_append_returned() {
     let start = |replica: &str| {
         Node::start(
             &dir.path().join(replica),
-            &[
-                "--backend",
-                "kafka",
-                "--brokers",
-                &brokers,
-                "--kafka-topic-prefix",
-                &prefix,
-                "--kafka-partitions",
-                "2",
-                "--request-timeout-seconds",
-                "5",
-            ],
+            &on_kafka(&brokers, &prefix, "2", &["--request-timeout-seconds", "5"]),
             &[],
         )
     };
