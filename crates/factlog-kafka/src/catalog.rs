@@ -55,7 +55,8 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
-/// A catalog reader behind the end that fetches nothing for this long is assigned again.
+/// A catalog reader behind the end that fetches nothing for this long seeks to restart its
+/// fetch.
 const STUCK: Duration = Duration::from_secs(5);
 
 impl Catalog {
@@ -114,20 +115,16 @@ impl Catalog {
                 ],
             )
             .await?;
-        catalog.reassign(0)?;
-        catalog.refresh().await?;
-        Ok(catalog)
-    }
-
-    /// Assigns the catalog reader its partition, reading from `offset`.
-    fn reassign(&self, offset: i64) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.options.catalog_topic(), 0, Offset::Offset(offset))
+        tpl.add_partition_offset(&catalog.options.catalog_topic(), 0, Offset::Beginning)
             .expect("a valid partition");
-        self.reader
+        catalog
+            .reader
             .lock()
             .assign(&tpl)
-            .map_err(KafkaError::client("the catalog reader"))
+            .map_err(KafkaError::client("the catalog reader"))?;
+        catalog.refresh().await?;
+        Ok(catalog)
     }
 
     /// Creates a topic with the store's settings, or checks an existing one has the store's
@@ -222,15 +219,24 @@ impl Catalog {
                 return Ok(());
             }
             if progress_at.elapsed() > STUCK {
-                // Behind the end and nothing fetched for a while: assign the partition again
-                // at the next offset, which starts a new fetch whatever state the old one is in.
+                // Behind the end and nothing fetched for a while: seek to the next offset,
+                // which restarts the partition's fetch. (A seek, not a new assignment: librdkafka
+                // 2.12 can abort on an assignment change made while the previous one's fetch
+                // stop is still pending.)
                 tracing::warn!(
                     topic,
                     next_offset,
                     high,
-                    "the catalog reader fetched nothing for {STUCK:?}; assigning it again"
+                    "the catalog reader fetched nothing for {STUCK:?}; seeking to restart its fetch"
                 );
-                self.reassign(next_offset)?;
+                if let Err(e) = self.reader.lock().seek(
+                    &topic,
+                    0,
+                    Offset::Offset(next_offset),
+                    Duration::from_secs(1),
+                ) {
+                    tracing::warn!(topic, error = %e, "seeking the catalog reader");
+                }
                 progress_at = std::time::Instant::now();
             }
             if std::time::Instant::now() > deadline {
