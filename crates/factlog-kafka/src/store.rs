@@ -445,19 +445,17 @@ impl EventStore for KafkaStore {
     /// and leaves out the events after it that it does cover: each partition resumes after
     /// its own offset, whatever order another node merged them in.
     fn subscribe_after(&self, checkpoint: &Checkpoint, filter: EventFilter) -> Subscription {
-        let Checkpoint::PerPartition(parts) = checkpoint.clone() else {
-            let error = SubscribeError::Read(ReadError::Backend(format!(
-                "the checkpoint {checkpoint} is a single position; on Kafka a checkpoint is per partition"
-            )));
-            return futures::stream::once(async move { Err(error) }).boxed();
+        let from = match self.first_unread(checkpoint) {
+            Err(e) => {
+                let error = SubscribeError::Read(e);
+                return futures::stream::once(async move { Err(error) }).boxed();
+            }
+            Ok((Some(first), _)) if first <= 1 => SubscribeFrom::Start,
+            Ok((Some(first), _)) => SubscribeFrom::After(Position::from_raw(first - 1)),
+            Ok((None, 0)) => SubscribeFrom::Start,
+            Ok((None, last)) => SubscribeFrom::After(Position::from_raw(last)),
         };
-        let from = match self.replica.first_unread(|slot| offset_read(&parts, slot)) {
-            (Some(first), _) if first <= 1 => SubscribeFrom::Start,
-            (Some(first), _) => SubscribeFrom::After(Position::from_raw(first - 1)),
-            (None, 0) => SubscribeFrom::Start,
-            (None, last) => SubscribeFrom::After(Position::from_raw(last)),
-        };
-        let checkpoint = Checkpoint::PerPartition(parts);
+        let checkpoint = checkpoint.clone();
         self.replica
             .store
             .subscribe_all(from, filter)
@@ -485,12 +483,7 @@ impl EventStore for KafkaStore {
     }
 
     async fn position_of(&self, checkpoint: &Checkpoint) -> Result<Position, ReadError> {
-        let Checkpoint::PerPartition(parts) = checkpoint else {
-            return Err(ReadError::Backend(format!(
-                "the checkpoint {checkpoint} is a single position; on Kafka a checkpoint is per partition"
-            )));
-        };
-        let local = match self.replica.first_unread(|slot| offset_read(parts, slot)) {
+        let local = match self.first_unread(checkpoint)? {
             (Some(first), _) => first.saturating_sub(1),
             (None, last) => last,
         };
@@ -524,12 +517,22 @@ impl EventStore for KafkaStore {
     }
 }
 
-/// The last offset of `slot` a per-partition checkpoint has read.
-fn offset_read(parts: &std::collections::BTreeMap<u64, Position>, slot: Slot) -> Option<u64> {
-    parts
-        .get(&slot.key())
-        .map(|p| match KafkaPosition::decode(*p) {
-            KafkaPosition::Event { offset, .. } => offset,
-            KafkaPosition::Local(_) => 0,
-        })
+impl KafkaStore {
+    /// For a reader at `checkpoint`: the local position of the first replicated event it has
+    /// not read, and the last local position replicated ([`Replica::first_unread`]).
+    fn first_unread(&self, checkpoint: &Checkpoint) -> Result<(Option<u64>, u64), ReadError> {
+        let Checkpoint::PerPartition(parts) = checkpoint else {
+            return Err(ReadError::Backend(format!(
+                "the checkpoint {checkpoint} is a single position; on Kafka a checkpoint is per partition"
+            )));
+        };
+        Ok(self.replica.first_unread(|slot| {
+            parts
+                .get(&slot.key())
+                .map(|p| match KafkaPosition::decode(*p) {
+                    KafkaPosition::Event { offset, .. } => offset,
+                    KafkaPosition::Local(_) => 0,
+                })
+        }))
+    }
 }
